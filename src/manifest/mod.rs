@@ -1,0 +1,132 @@
+//! The issue manifest: `issue.toml` plus the Markdown files it names.
+//!
+//! [`parse`] is pure (text in, issue or problems out; body files come through
+//! a reader function); [`load`] reads from disk. Both report every problem at
+//! once, each with file, line and column.
+
+pub mod raw;
+pub mod validate;
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::diagnostic::{Diagnostic, Diagnostics, Location, SourceFile};
+use crate::model::Issue;
+
+/// Reads a body file; injected so [`parse`] stays pure.
+pub type ReadFile<'a> = dyn Fn(&Path) -> std::io::Result<Vec<u8>> + 'a;
+
+/// An issue read from a manifest, with what lints need to point at lines.
+#[derive(Debug, Clone)]
+pub struct LoadedIssue {
+    /// The validated issue.
+    pub issue: Issue,
+    /// Warnings found while reading (errors would have stopped it).
+    pub warnings: Diagnostics,
+    /// Where model fields were written, by dotted field path.
+    pub locations: Locations,
+    /// The manifest path.
+    pub manifest: PathBuf,
+    /// Body files the manifest named.
+    pub body_files: Vec<PathBuf>,
+}
+
+/// Field path (`subject`, `articles[1].title`, `closing.image`) to the place
+/// it was written.
+#[derive(Debug, Clone, Default)]
+pub struct Locations {
+    map: HashMap<String, Location>,
+}
+
+impl Locations {
+    /// Records where a field was written.
+    pub fn insert(&mut self, field: &str, file: Arc<SourceFile>, span: Option<Range<usize>>) {
+        self.map
+            .entry(field.to_string())
+            .or_insert(Location { file, span });
+    }
+
+    /// Where a field was written, if known.
+    pub fn get(&self, field: &str) -> Option<&Location> {
+        self.map.get(field)
+    }
+
+    /// Points a diagnostic at a field's place (or at the manifest's start).
+    pub fn locate(&self, d: Diagnostic, field: &str, manifest: &Arc<SourceFile>) -> Diagnostic {
+        let d = d.field(field);
+        match self.get(field) {
+            Some(loc) => d.at(&loc.file, loc.span.clone()),
+            None => d.at(manifest, Some(0..0)),
+        }
+    }
+}
+
+/// Parses manifest text. `path` names the manifest in diagnostics and
+/// anchors `body_file` paths; `read` fetches body files.
+pub fn parse(
+    text: &str,
+    path: &Path,
+    config: &Config,
+    read: &ReadFile<'_>,
+) -> Result<LoadedIssue, Diagnostics> {
+    let file = SourceFile::new(path, text);
+    let mut out = Diagnostics::new();
+    let Some(raw) = raw::read(&file, &mut out) else {
+        return Err(out);
+    };
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    let folder_name = std::fs::canonicalize(base_dir)
+        .ok()
+        .as_deref()
+        .unwrap_or(base_dir)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    let cx = validate::Context {
+        file: &file,
+        base_dir,
+        read,
+        config,
+        folder_name,
+    };
+    match validate::validate(&raw, &cx, &mut out) {
+        Some((issue, extra)) if !out.has_errors() => Ok(LoadedIssue {
+            issue,
+            warnings: out,
+            locations: extra.locations,
+            manifest: path.to_path_buf(),
+            body_files: extra.body_files,
+        }),
+        _ => Err(out),
+    }
+}
+
+/// Reads and validates the manifest at `path`.
+pub fn load(path: &Path, config: &Config) -> Result<LoadedIssue, Diagnostics> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        let mut d = Diagnostics::new();
+        d.push(
+            Diagnostic::error(format!(
+                "cannot read the issue manifest: {e}; expected a path such as issues/2025-01-17/issue.toml"
+            ))
+            .at(&SourceFile::new(path, ""), None),
+        );
+        d
+    })?;
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            let mut d = Diagnostics::new();
+            d.push(
+                Diagnostic::error("the manifest is not UTF-8 text, expected a UTF-8 TOML file")
+                    .at(&SourceFile::new(path, lossy), Some(at..at + 1)),
+            );
+            return Err(d);
+        }
+    };
+    parse(&text, path, config, &|p| std::fs::read(p))
+}

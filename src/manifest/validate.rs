@@ -1,0 +1,905 @@
+//! From the manifest as written ([`RawIssue`]) to the model ([`Issue`]):
+//! required keys, times and zones, URLs, bodies from files, anchors.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use jiff::Zoned;
+use jiff::civil::{Date, DateTime};
+use jiff::tz::{AmbiguousOffset, TimeZone};
+
+use super::raw::*;
+use super::{Locations, ReadFile};
+use crate::config::Config;
+use crate::diagnostic::{Diagnostic, Diagnostics, Severity, SourceFile, closest};
+use crate::markdown;
+use crate::model::*;
+use crate::render::strip_marks;
+
+/// Everything validation needs besides the raw issue.
+pub struct Context<'a> {
+    /// The manifest file (for locations).
+    pub file: &'a Arc<SourceFile>,
+    /// Folder that `body_file` paths are relative to.
+    pub base_dir: &'a Path,
+    /// Reads body files.
+    pub read: &'a ReadFile<'a>,
+    /// Publisher settings.
+    pub config: &'a Config,
+    /// Name of the manifest's folder, the default slug.
+    pub folder_name: Option<String>,
+}
+
+/// What validation produced besides the issue.
+pub struct Extra {
+    /// Where each model field was written.
+    pub locations: Locations,
+    /// Body files read, for watchers and diagnostics.
+    pub body_files: Vec<PathBuf>,
+}
+
+struct V<'a> {
+    cx: &'a Context<'a>,
+    out: &'a mut Diagnostics,
+    locations: Locations,
+    body_files: Vec<PathBuf>,
+    zone_name: String,
+    zone: TimeZone,
+}
+
+/// Validates a raw issue; problems go to `out`, and `None` comes back when
+/// any of them is an error.
+pub fn validate(raw: &RawIssue, cx: &Context<'_>, out: &mut Diagnostics) -> Option<(Issue, Extra)> {
+    let (zone_name, zone) = match &raw.time_zone {
+        Some(z) => match TimeZone::get(&z.value) {
+            Ok(tz) => (z.value.clone(), tz),
+            Err(_) => {
+                out.push(bad_zone(cx.file, "time_zone", z));
+                fallback_zone(cx.config)
+            }
+        },
+        None => fallback_zone(cx.config),
+    };
+    let mut v = V {
+        cx,
+        out,
+        locations: Locations::default(),
+        body_files: Vec::new(),
+        zone_name,
+        zone,
+    };
+    let issue = v.issue(raw);
+    let extra = Extra {
+        locations: v.locations,
+        body_files: v.body_files,
+    };
+    if out.has_errors() {
+        None
+    } else {
+        issue.map(|i| (i, extra))
+    }
+}
+
+fn fallback_zone(config: &Config) -> (String, TimeZone) {
+    let name = config.newsletter.time_zone.clone();
+    let tz = TimeZone::get(&name).unwrap_or(TimeZone::UTC);
+    (name, tz)
+}
+
+fn bad_zone(file: &Arc<SourceFile>, field: &str, z: &At<String>) -> Diagnostic {
+    Diagnostic::error(format!(
+        "unknown time zone `{}`, expected an IANA zone name such as `Europe/Berlin` or `Asia/Shanghai`",
+        z.value
+    ))
+    .field(field)
+    .at(file, Some(z.span.clone()))
+}
+
+impl V<'_> {
+    fn err(&mut self, field: &str, span: Range<usize>, msg: impl Into<String>) {
+        self.out.push(
+            Diagnostic::error(msg)
+                .field(field)
+                .at(self.cx.file, Some(span)),
+        );
+    }
+
+    fn warn(&mut self, field: &str, span: Range<usize>, msg: impl Into<String>) {
+        self.out.push(
+            Diagnostic::warning(msg)
+                .field(field)
+                .at(self.cx.file, Some(span)),
+        );
+    }
+
+    fn note(&mut self, field: &str, span: &Range<usize>) {
+        self.locations
+            .insert(field, Arc::clone(self.cx.file), Some(span.clone()));
+    }
+
+    /// A required one-line text: present, not blank, no control characters.
+    fn text(
+        &mut self,
+        v: &Option<At<String>>,
+        field: &str,
+        within: &Range<usize>,
+        what: &str,
+    ) -> Option<String> {
+        match v {
+            None => {
+                self.err(field, within.clone(), format!("missing `{}`, expected {what}", leaf(field)));
+                None
+            }
+            Some(at) => self.line_text(at, field, what),
+        }
+    }
+
+    /// An optional one-line text.
+    fn opt_text(&mut self, v: &Option<At<String>>, field: &str, what: &str) -> Option<String> {
+        v.as_ref().and_then(|at| self.line_text(at, field, what))
+    }
+
+    fn line_text(&mut self, at: &At<String>, field: &str, what: &str) -> Option<String> {
+        self.note(field, &at.span);
+        let value = strip_marks(at.value.trim());
+        if value.is_empty() {
+            self.err(field, at.span.clone(), format!("`{}` is empty, expected {what}", leaf(field)));
+            return None;
+        }
+        if let Some(c) = value.chars().find(|c| c.is_control() || is_bidi_control(*c)) {
+            self.err(
+                field,
+                at.span.clone(),
+                format!(
+                    "`{}` contains the control character U+{:04X}, expected one line of plain text",
+                    leaf(field),
+                    u32::from(c)
+                ),
+            );
+            return None;
+        }
+        Some(value)
+    }
+
+    fn url(&mut self, v: &Option<At<String>>, field: &str, within: &Range<usize>) -> Option<String> {
+        let value = self.text(v, field, within, "a link such as https://example.org/page")?;
+        let span = v.as_ref().map_or(within.clone(), |a| a.span.clone());
+        match markdown::check_url(&value) {
+            Ok(()) => Some(value),
+            Err(msg) => {
+                self.err(field, span, msg);
+                None
+            }
+        }
+    }
+
+    fn issue(&mut self, raw: &RawIssue) -> Option<Issue> {
+        let top = 0..0;
+        let cfg = self.cx.config;
+        let newsletter = self
+            .opt_text(&raw.newsletter, "newsletter", "the newsletter's name")
+            .unwrap_or_else(|| cfg.newsletter.name.clone());
+        let number = match &raw.number {
+            None => {
+                self.err("number", top.clone(), "missing `number`, expected the issue number, e.g. number = 1042");
+                None
+            }
+            Some(n) if n.value < 1 || n.value > i64::from(u32::MAX) => {
+                self.err("number", n.span.clone(), format!("{} is not an issue number, expected a whole number from 1", n.value));
+                None
+            }
+            Some(n) => {
+                self.note("number", &n.span);
+                u32::try_from(n.value).ok()
+            }
+        };
+        let date = match &raw.date {
+            None => {
+                self.err("date", top.clone(), "missing `date`, expected the publication date, e.g. date = 2025-01-17");
+                None
+            }
+            Some(d) => self.date(d, "date"),
+        };
+        let subject = self.text(&raw.subject, "subject", &top, "the email subject, e.g. subject = \"VW plants for sale\"");
+        let preheader = match &raw.preheader {
+            None => {
+                self.warn("preheader", top.clone(), "missing `preheader`; inboxes will show the first words of the issue instead");
+                Some(String::new())
+            }
+            Some(p) if p.value.trim().is_empty() => {
+                self.note("preheader", &p.span);
+                self.warn("preheader", p.span.clone(), "empty `preheader`; inboxes will show the first words of the issue instead");
+                Some(String::new())
+            }
+            Some(_) => self.opt_text(&raw.preheader, "preheader", "the inbox preview line"),
+        };
+        let language = self
+            .opt_text(&raw.language, "language", "a language tag such as `en`")
+            .unwrap_or_else(|| cfg.newsletter.language.clone());
+        let send_at = raw.send_at.as_ref().and_then(|s| {
+            self.note("send_at", &s.span);
+            let (name, zone) = (self.zone_name.clone(), self.zone.clone());
+            self.when(s, "send_at", &name, &zone)
+        });
+        let slug = match &raw.slug {
+            Some(s) => self.slug(s),
+            None => self
+                .cx
+                .folder_name
+                .clone()
+                .filter(|n| valid_slug(n))
+                .or_else(|| date.map(|d| d.to_string())),
+        };
+
+        let sections = self.sections(raw);
+        let publisher = self.publisher(slug.as_deref().unwrap_or("issue"));
+        Some(Issue {
+            slug: slug?,
+            newsletter,
+            number: number?,
+            date: date?,
+            subject: subject?,
+            preheader: preheader?,
+            language,
+            send_at,
+            sections: sections?,
+            publisher: publisher?,
+        })
+    }
+
+    fn slug(&mut self, s: &At<String>) -> Option<String> {
+        self.note("slug", &s.span);
+        if valid_slug(&s.value) {
+            Some(s.value.clone())
+        } else {
+            self.err(
+                "slug",
+                s.span.clone(),
+                format!("`{}` cannot name files, expected letters, digits, `-`, `_` or `.`", s.value),
+            );
+            None
+        }
+    }
+
+    fn date(&mut self, d: &At<When>, field: &str) -> Option<Date> {
+        self.note(field, &d.span);
+        let text = match &d.value {
+            When::Literal(s) | When::Text(s) => s,
+        };
+        match text.parse::<Date>() {
+            Ok(date) if text.len() == 10 => Some(date),
+            _ => {
+                self.err(field, d.span.clone(), format!("`{text}` is not a date, expected a date such as 2025-01-17"));
+                None
+            }
+        }
+    }
+
+    /// A point in time from a local date-time in `zone`, or an instant.
+    fn when(&mut self, at: &At<When>, field: &str, zone_name: &str, zone: &TimeZone) -> Option<Zoned> {
+        let text = match &at.value {
+            When::Literal(s) | When::Text(s) => s.trim().to_string(),
+        };
+        const EXPECTED: &str = "expected a local date-time such as 2025-01-17T06:00:00 \
+                                (read in the issue's time_zone) or an RFC 3339 instant such as 2025-01-17T05:00:00Z";
+        if let Ok(z) = text.parse::<Zoned>() {
+            return Some(z);
+        }
+        if let Ok(ts) = text.parse::<jiff::Timestamp>() {
+            return Some(ts.to_zoned(zone.clone()));
+        }
+        let has_time = text.contains('T') || text.contains(' ');
+        let dt = match text.parse::<DateTime>() {
+            Ok(dt) if has_time => dt,
+            _ => {
+                self.err(field, at.span.clone(), format!("`{text}` is not a date-time, {EXPECTED}"));
+                return None;
+            }
+        };
+        let amb = zone.to_ambiguous_zoned(dt);
+        match amb.offset() {
+            AmbiguousOffset::Unambiguous { .. } => amb.unambiguous().ok(),
+            AmbiguousOffset::Gap { before, after } => {
+                self.err(
+                    field,
+                    at.span.clone(),
+                    format!(
+                        "{dt} does not exist in {zone_name}: clocks jump from UTC{before} to UTC{after} that night; \
+                         expected a time outside the daylight-saving gap"
+                    ),
+                );
+                None
+            }
+            AmbiguousOffset::Fold { before, after } => {
+                self.err(
+                    field,
+                    at.span.clone(),
+                    format!(
+                        "{dt} happens twice in {zone_name} (clocks go back from UTC{before} to UTC{after}); \
+                         expected an RFC 3339 time with an offset, e.g. {dt}{before}"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn body(&mut self, raw: &RawBody, field: &str, within: &Range<usize>) -> Option<Body> {
+        let (source, file, offset_base): (String, Arc<SourceFile>, Option<usize>) = match (&raw.inline, &raw.file) {
+            (Some(_), Some(f)) => {
+                self.err(
+                    &format!("{field}_file"),
+                    f.span.clone(),
+                    "both `body` and `body_file` are given, expected only one",
+                );
+                return None;
+            }
+            (None, None) => {
+                self.err(
+                    field,
+                    within.clone(),
+                    format!("missing `{}`, expected `body = \"…\"` or `body_file = \"file.md\"`", leaf(field)),
+                );
+                return None;
+            }
+            (Some(b), None) => {
+                self.note(field, &b.span);
+                let slice = &self.cx.file.text[b.span.clone()];
+                let base = slice.find(b.value.as_str()).map(|i| b.span.start + i);
+                (b.value.clone(), Arc::clone(self.cx.file), base)
+            }
+            (None, Some(f)) => {
+                let file_field = format!("{field}_file");
+                self.note(&file_field, &f.span);
+                let path = self.cx.base_dir.join(&f.value);
+                let bytes = match (self.cx.read)(&path) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.err(
+                            &file_field,
+                            f.span.clone(),
+                            format!(
+                                "cannot read `{}` ({}): {e}; expected a Markdown file relative to the manifest",
+                                f.value,
+                                path.display()
+                            ),
+                        );
+                        return None;
+                    }
+                };
+                self.body_files.push(path.clone());
+                match String::from_utf8(bytes) {
+                    Ok(text) => {
+                        let sf = SourceFile::new(&path, text.clone());
+                        self.locations.insert(field, Arc::clone(&sf), None);
+                        (text, sf, Some(0))
+                    }
+                    Err(e) => {
+                        let at = e.utf8_error().valid_up_to();
+                        let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                        let sf = SourceFile::new(&path, lossy);
+                        self.out.push(
+                            Diagnostic::error(format!(
+                                "`{}` is not UTF-8 text (invalid byte at offset {at}), expected a UTF-8 Markdown file",
+                                f.value
+                            ))
+                            .field(file_field)
+                            .at(&sf, Some(at..at + 1)),
+                        );
+                        return None;
+                    }
+                }
+            }
+        };
+        let (body, problems) = markdown::parse(&source);
+        for p in problems {
+            let span = match offset_base {
+                Some(base) => Some(base + p.span.start..base + p.span.end),
+                None => raw.inline.as_ref().map(|b| b.span.clone()),
+            };
+            let d = match p.severity {
+                Severity::Error => Diagnostic::error(p.message),
+                Severity::Warning => Diagnostic::warning(p.message),
+            };
+            self.out.push(d.field(field).at(&file, span));
+        }
+        if body.is_empty() {
+            let span = raw
+                .inline
+                .as_ref()
+                .or(raw.file.as_ref())
+                .map_or(within.clone(), |a| a.span.clone());
+            self.err(field, span, format!("`{}` is empty, expected some text", leaf(field)));
+            return None;
+        }
+        Some(body)
+    }
+
+    fn sections(&mut self, raw: &RawIssue) -> Option<Vec<Section>> {
+        let cfg = self.cx.config;
+        let mut ok = true;
+        // Order: issue override, else config, else the built-in one.
+        let order: Vec<SectionKind> = match &raw.order {
+            Some(list) => {
+                let mut kinds = Vec::new();
+                for item in &list.value {
+                    match SectionKind::from_key(&item.value) {
+                        Some(k) if !kinds.contains(&k) => kinds.push(k),
+                        Some(_) => {
+                            self.err("sections.order", item.span.clone(), format!("`{}` is listed twice, expected each section once", item.value));
+                            ok = false;
+                        }
+                        None => {
+                            self.unknown_section("sections.order", item);
+                            ok = false;
+                        }
+                    }
+                }
+                kinds
+            }
+            None => cfg
+                .sections
+                .order
+                .as_ref()
+                .map(|o| o.iter().filter_map(|k| SectionKind::from_key(k)).collect())
+                .unwrap_or_else(|| SectionKind::ALL.to_vec()),
+        };
+        let mut labels: HashMap<SectionKind, String> = cfg
+            .sections
+            .labels
+            .iter()
+            .filter_map(|(k, v)| SectionKind::from_key(k).map(|k| (k, v.clone())))
+            .collect();
+        for (key, label) in &raw.labels {
+            match SectionKind::from_key(&key.value) {
+                Some(k) => {
+                    if let Some(l) = self.line_text(label, &format!("sections.labels.{}", key.value), "a section heading") {
+                        labels.insert(k, l);
+                    }
+                }
+                None => {
+                    self.unknown_section("sections.labels", key);
+                    ok = false;
+                }
+            }
+        }
+
+        let mut contents: Vec<(SectionKind, Range<usize>, Option<SectionContent>)> = Vec::new();
+        let mut anchors: HashMap<String, (String, Range<usize>)> = HashMap::new();
+        for k in SectionKind::ALL {
+            anchors.insert(k.key().to_string(), (format!("the {} section", k.key()), 0..0));
+        }
+
+        if let Some((span, ed)) = &raw.editorial {
+            let c = self.editorial(ed, span);
+            contents.push((SectionKind::Editorial, span.clone(), c.map(SectionContent::Editorial)));
+        }
+        if let Some((span, list)) = &raw.articles {
+            let c = self.articles(list, span, &mut anchors);
+            contents.push((SectionKind::Articles, span.clone(), c.map(SectionContent::Articles)));
+        }
+        if let Some((span, list)) = &raw.events {
+            let c = self.events(list, span);
+            contents.push((SectionKind::Events, span.clone(), c.map(SectionContent::Events)));
+        }
+        if let Some((span, list)) = &raw.news {
+            let c = self.news(list, span, &mut anchors);
+            contents.push((SectionKind::News, span.clone(), c.map(SectionContent::News)));
+        }
+        if let Some((span, col)) = &raw.column {
+            let c = self.column(col, span);
+            contents.push((SectionKind::Column, span.clone(), c.map(SectionContent::Column)));
+        }
+        if let Some((span, heads)) = &raw.heads {
+            let c = self.heads(heads, span);
+            contents.push((SectionKind::Heads, span.clone(), c.map(SectionContent::Heads)));
+        }
+        if let Some((span, closing)) = &raw.closing {
+            let c = self.closing(closing, span);
+            contents.push((SectionKind::Closing, span.clone(), c.map(SectionContent::Closing)));
+        }
+        if contents.is_empty() {
+            self.err("sections", 0..0, "the issue has no sections, expected at least one of [editorial], [[articles]], [[events]], [[news]], [column], [heads], [closing]");
+            return None;
+        }
+        for (kind, span, _) in &contents {
+            self.note(kind.key(), span);
+            if !order.contains(kind) {
+                self.err(
+                    kind.key(),
+                    span.clone(),
+                    format!(
+                        "[{}] is written but the section order leaves it out, expected `{}` in sections.order",
+                        kind.key(),
+                        kind.key()
+                    ),
+                );
+                ok = false;
+            }
+        }
+        let mut sections = Vec::new();
+        for kind in order {
+            let Some(pos) = contents.iter().position(|(k, _, _)| *k == kind) else {
+                continue;
+            };
+            let (_, _, content) = contents.swap_remove(pos);
+            match content {
+                Some(content) => sections.push(Section {
+                    kind,
+                    label: labels
+                        .get(&kind)
+                        .cloned()
+                        .unwrap_or_else(|| kind.default_label().to_string()),
+                    anchor: kind.key().to_string(),
+                    content,
+                }),
+                None => ok = false,
+            }
+        }
+        ok.then_some(sections)
+    }
+
+    fn unknown_section(&mut self, field: &str, item: &At<String>) {
+        let keys = SectionKind::ALL.map(SectionKind::key);
+        let mut d = Diagnostic::error(format!(
+            "unknown section `{}`, expected one of {}",
+            item.value,
+            keys.join(", ")
+        ))
+        .field(field)
+        .at(self.cx.file, Some(item.span.clone()));
+        if let Some(s) = closest(&item.value, keys) {
+            d = d.help(format!("did you mean `{s}`?"));
+        }
+        self.out.push(d);
+    }
+
+    fn editorial(&mut self, ed: &RawEditorial, span: &Range<usize>) -> Option<Editorial> {
+        let author = self.text(&ed.author, "editorial.author", span, "the editor's name");
+        let signature = self.opt_text(&ed.signature, "editorial.signature", "a sign-off line");
+        let body = self.body(&ed.body, "editorial.body", span);
+        Some(Editorial {
+            author: author?,
+            body: body?,
+            signature,
+        })
+    }
+
+    fn articles(
+        &mut self,
+        list: &[RawArticle],
+        span: &Range<usize>,
+        anchors: &mut HashMap<String, (String, Range<usize>)>,
+    ) -> Option<Vec<Article>> {
+        if list.is_empty() {
+            self.err("articles", span.clone(), "the articles section is empty, expected at least one [[articles]] entry");
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, a) in list.iter().enumerate() {
+            let f = |k: &str| format!("articles[{}].{k}", i + 1);
+            let kicker = self.text(&a.kicker, &f("kicker"), &a.span, "a kicker such as \"Analysis\" or \"Feature\"");
+            let title = self.text(&a.title, &f("title"), &a.span, "the headline");
+            let teaser = self.text(&a.teaser, &f("teaser"), &a.span, "one or two sentences for the table of contents");
+            let author = self.text(&a.author, &f("author"), &a.span, "the author's name");
+            let body = self.body(&a.body, &f("body"), &a.span);
+            let anchor = title
+                .as_ref()
+                .and_then(|t| self.anchor(t, "", a.title.as_ref(), &f("title"), anchors));
+            match (kicker, title, teaser, author, body, anchor) {
+                (Some(kicker), Some(title), Some(teaser), Some(author), Some(body), Some(anchor)) => {
+                    out.push(Article { kicker, title, teaser, author, body, anchor });
+                }
+                _ => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// A unique anchor for a title; a clash is an error at the later title.
+    fn anchor(
+        &mut self,
+        title: &str,
+        prefix: &str,
+        at: Option<&At<String>>,
+        field: &str,
+        anchors: &mut HashMap<String, (String, Range<usize>)>,
+    ) -> Option<String> {
+        let base = slugify(title);
+        let anchor = if base.is_empty() {
+            format!("{prefix}item-{}", anchors.len() + 1)
+        } else {
+            format!("{prefix}{base}")
+        };
+        let span = at.map_or(0..0, |a| a.span.clone());
+        if let Some((other, other_span)) = anchors.get(&anchor) {
+            let (line, _) = self.cx.file.line_col(other_span.start);
+            self.err(
+                field,
+                span,
+                format!(
+                    "the title “{title}” gives the same anchor `#{anchor}` as {other} (line {line}); expected distinct titles"
+                ),
+            );
+            return None;
+        }
+        anchors.insert(anchor.clone(), (format!("“{title}”"), span));
+        Some(anchor)
+    }
+
+    fn events(&mut self, list: &[RawEvent], span: &Range<usize>) -> Option<Vec<Event>> {
+        if list.is_empty() {
+            self.err("events", span.clone(), "the events section is empty, expected at least one [[events]] entry");
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, e) in list.iter().enumerate() {
+            let f = |k: &str| format!("events[{}].{k}", i + 1);
+            let (zone_name, zone) = match &e.zone {
+                Some(z) => match TimeZone::get(&z.value) {
+                    Ok(tz) => (z.value.clone(), Some(tz)),
+                    Err(_) => {
+                        self.out.push(bad_zone(self.cx.file, &f("zone"), z));
+                        (z.value.clone(), None)
+                    }
+                },
+                None => (self.zone_name.clone(), Some(self.zone.clone())),
+            };
+            let start = match (&e.start, zone) {
+                (None, _) => {
+                    self.err(&f("start"), e.span.clone(), "missing `start`, expected a date-time such as 2025-01-23T11:00:00");
+                    None
+                }
+                (Some(s), Some(tz)) => {
+                    self.note(&f("start"), &s.span);
+                    self.when(s, &f("start"), &zone_name, &tz)
+                }
+                (Some(_), None) => None,
+            };
+            let organizer = self.text(&e.organizer, &f("organizer"), &e.span, "who runs the event");
+            let kind = self.text(&e.kind, &f("kind"), &e.span, "a kind such as \"Webinar\" or \"Conference\"");
+            let title = self.text(&e.title, &f("title"), &e.span, "the event's title");
+            let url = self.url(&e.url, &f("url"), &e.span);
+            match (start, organizer, kind, title, url) {
+                (Some(start), Some(organizer), Some(kind), Some(title), Some(url)) => {
+                    out.push(Event { start, organizer, kind, title, url });
+                }
+                _ => ok = false,
+            }
+        }
+        out.sort_by_key(|e| e.start.timestamp());
+        ok.then_some(out)
+    }
+
+    fn news(
+        &mut self,
+        list: &[RawNews],
+        span: &Range<usize>,
+        anchors: &mut HashMap<String, (String, Range<usize>)>,
+    ) -> Option<Vec<NewsItem>> {
+        if list.is_empty() {
+            self.err("news", span.clone(), "the news section is empty, expected at least one [[news]] entry");
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, n) in list.iter().enumerate() {
+            let f = |k: &str| format!("news[{}].{k}", i + 1);
+            let title = self.text(&n.title, &f("title"), &n.span, "the headline");
+            let source = self.text(&n.source, &f("source"), &n.span, "agency or author initials such as rtr, grz or rtr/grz");
+            if let (Some(s), Some(at)) = (&source, &n.source)
+                && !s.split('/').all(|p| !p.is_empty() && p.chars().all(char::is_alphanumeric))
+            {
+                self.warn(&f("source"), at.span.clone(), format!("`{s}` does not look like initials, expected e.g. rtr, grz or rtr/grz"));
+            }
+            let body = self.body(&n.body, &f("body"), &n.span);
+            let anchor = title
+                .as_ref()
+                .and_then(|t| self.anchor(t, "news-", n.title.as_ref(), &f("title"), anchors));
+            match (title, source, body, anchor) {
+                (Some(title), Some(source), Some(body), Some(anchor)) => {
+                    out.push(NewsItem { title, body, source, anchor });
+                }
+                _ => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn column(&mut self, c: &RawColumn, span: &Range<usize>) -> Option<Column> {
+        let kicker = self.text(&c.kicker, "column.kicker", span, "the column's name, e.g. \"China Perspective\"");
+        let title = self.text(&c.title, "column.title", span, "the headline");
+        let author = self.text(&c.author, "column.author", span, "the columnist's name");
+        let body = self.body(&c.body, "column.body", span);
+        Some(Column {
+            kicker: kicker?,
+            title: title?,
+            author: author?,
+            body: body?,
+        })
+    }
+
+    fn heads(&mut self, h: &RawHeads, span: &Range<usize>) -> Option<Heads> {
+        if h.people.is_empty() {
+            self.err("heads.people", span.clone(), "the heads section is empty, expected at least one [[heads.people]] entry");
+        }
+        let mut people = Vec::new();
+        let mut ok = !h.people.is_empty();
+        for (i, p) in h.people.iter().enumerate() {
+            let f = |k: &str| format!("heads.people[{}].{k}", i + 1);
+            let name = self.text(&p.name, &f("name"), &p.span, "the person's name");
+            let role = self.opt_text(&p.role, &f("role"), "the new role");
+            let organisation = self.opt_text(&p.organisation, &f("organisation"), "the organisation");
+            let body = self.body(&p.body, &f("body"), &p.span);
+            match (name, body) {
+                (Some(name), Some(body)) => people.push(Person { name, role, organisation, body }),
+                _ => ok = false,
+            }
+        }
+        let call_to_action = match &h.call_to_action {
+            Some(_) => {
+                let raw = RawBody {
+                    inline: h.call_to_action.clone(),
+                    file: None,
+                };
+                match self.body(&raw, "heads.call_to_action", span) {
+                    Some(b) => b,
+                    None => {
+                        ok = false;
+                        Body::default()
+                    }
+                }
+            }
+            None => Body::default(),
+        };
+        ok.then_some(Heads { people, call_to_action })
+    }
+
+    fn closing(&mut self, c: &RawClosing, span: &Range<usize>) -> Option<Closing> {
+        let title = self.text(&c.title, "closing.title", span, "the headline");
+        let body = self.body(&c.body, "closing.body", span);
+        let mut image_ok = true;
+        let image = c.image.as_ref().and_then(|(ispan, img)| {
+            self.note("closing.image", ispan);
+            let url = self.text(&img.url, "closing.image.url", ispan, "the image's https address");
+            let url = url.and_then(|u| {
+                let at = img.url.as_ref().map_or(ispan.clone(), |a| a.span.clone());
+                if !u.to_ascii_lowercase().starts_with("https://") || markdown::check_url(&u).is_err() {
+                    self.err("closing.image.url", at, format!("`{u}` is not an https address, expected https://… (mail clients block others)"));
+                    None
+                } else {
+                    Some(u)
+                }
+            });
+            let alt = self.text(&img.alt, "closing.image.alt", ispan, "alt text describing the image for readers with images off");
+            let mut dim = |v: &Option<At<i64>>, name: &str| -> Option<u32> {
+                let at = v.as_ref()?;
+                match u32::try_from(at.value) {
+                    Ok(n) if (1..=4000).contains(&n) => Some(n),
+                    _ => {
+                        self.err(&format!("closing.image.{name}"), at.span.clone(), format!("{} is not a size in pixels, expected 1 to 4000", at.value));
+                        image_ok = false;
+                        None
+                    }
+                }
+            };
+            let width = dim(&img.width, "width");
+            let height = dim(&img.height, "height");
+            match (url, alt) {
+                (Some(url), Some(alt)) => Some(Image { url, alt, width, height }),
+                _ => {
+                    image_ok = false;
+                    None
+                }
+            }
+        });
+        if !image_ok {
+            return None;
+        }
+        Some(Closing {
+            title: title?,
+            body: body?,
+            image,
+        })
+    }
+
+    fn publisher(&mut self, slug: &str) -> Option<Publisher> {
+        let cfg = self.cx.config;
+        let config_file = SourceFile::new(&cfg.source, "");
+        let (salutation, problems) = markdown::parse_inline(&cfg.newsletter.salutation);
+        for p in problems {
+            self.out.push(
+                Diagnostic::error(p.message)
+                    .field("newsletter.salutation")
+                    .at(&config_file, None),
+            );
+        }
+        let event_zones = cfg
+            .newsletter
+            .event_zones
+            .iter()
+            .filter_map(|z| TimeZone::get(z).ok())
+            .collect();
+        Some(Publisher {
+            postal_address: cfg.newsletter.postal_address.clone(),
+            reason: cfg.newsletter.reason.clone(),
+            salutation,
+            web_url: format!(
+                "{}/{}/",
+                cfg.newsletter.archive_base_url.trim_end_matches('/'),
+                slug
+            ),
+            event_zones,
+        })
+    }
+}
+
+fn leaf(field: &str) -> &str {
+    field.rsplit('.').next().unwrap_or(field)
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// True for names usable as file and folder names.
+pub fn valid_slug(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// A URL fragment from a title: ASCII letters and digits joined by `-`.
+pub fn slugify(title: &str) -> String {
+    let mut out = String::new();
+    let mut dash = false;
+    for c in title.chars() {
+        let c = fold_latin(c);
+        if c.is_ascii_alphanumeric() {
+            if dash && !out.is_empty() {
+                out.push('-');
+            }
+            dash = false;
+            out.push(c.to_ascii_lowercase());
+        } else {
+            dash = true;
+        }
+    }
+    out.truncate(60);
+    out.trim_end_matches('-').to_string()
+}
+
+fn fold_latin(c: char) -> char {
+    match c {
+        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'À' | 'Á' | 'Â' | 'Ã' | 'Ä' | 'Å' => 'a',
+        'è' | 'é' | 'ê' | 'ë' | 'È' | 'É' | 'Ê' | 'Ë' => 'e',
+        'ì' | 'í' | 'î' | 'ï' | 'Ì' | 'Í' | 'Î' | 'Ï' => 'i',
+        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'Ò' | 'Ó' | 'Ô' | 'Õ' | 'Ö' => 'o',
+        'ù' | 'ú' | 'û' | 'ü' | 'Ù' | 'Ú' | 'Û' | 'Ü' => 'u',
+        'ç' | 'Ç' => 'c',
+        'ñ' | 'Ñ' => 'n',
+        'ß' => 's',
+        c => c,
+    }
+}
+
+/// Used by lints: section keys present in a set.
+pub fn present_kinds(issue: &Issue) -> HashSet<SectionKind> {
+    issue.sections.iter().map(|s| s.kind).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_fold_accents_and_drop_cjk() {
+        assert_eq!(slugify("Chinese money for VW’s Osnabrück plant?"), "chinese-money-for-vw-s-osnabruck-plant");
+        assert_eq!(slugify("小红书"), "");
+    }
+}
