@@ -23,6 +23,7 @@
 //! [`lint`] checks a rendered issue before it goes out; [`preview`] writes
 //! previews to disk. Only `main.rs` prints, reads the terminal or exits.
 
+pub mod clock;
 pub mod config;
 pub mod diagnostic;
 pub mod lint;
@@ -32,5 +33,7 @@ pub mod message;
 pub mod model;
 pub mod personalize;
 pub mod preview;
+pub mod recipients;
 pub mod render;
 pub mod timefmt;
+pub mod token;

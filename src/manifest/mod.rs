@@ -30,6 +30,8 @@ pub struct LoadedIssue {
     pub locations: Locations,
     /// The manifest path.
     pub manifest: PathBuf,
+    /// The manifest's text, for pointing at lines.
+    pub source: Arc<SourceFile>,
     /// Body files the manifest named.
     pub body_files: Vec<PathBuf>,
 }
@@ -97,6 +99,7 @@ pub fn parse(
             warnings: out,
             locations: extra.locations,
             manifest: path.to_path_buf(),
+            source: Arc::clone(&file),
             body_files: extra.body_files,
         }),
         _ => Err(out),

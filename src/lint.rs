@@ -1,0 +1,252 @@
+//! Pre-flight checks on a valid issue: what would hurt it in inboxes.
+//!
+//! Validation refuses what cannot be rendered; lints find what renders but
+//! should not go out like this (an HTML part Gmail would clip, a merge tag no
+//! recipient column can fill, an event already over).
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+
+use crate::config::Config;
+use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile};
+use crate::manifest::LoadedIssue;
+use crate::model::{Body, SectionContent, SectionKind, collect_inline_fields};
+use crate::personalize::Recipient;
+use crate::render::{RenderedIssue, Slot};
+
+/// What the lints look at besides the issue.
+pub struct LintInput<'a> {
+    /// The issue as loaded, with field locations.
+    pub loaded: &'a LoadedIssue,
+    /// Its renderings.
+    pub rendered: &'a RenderedIssue,
+    /// Thresholds and section order.
+    pub config: &'a Config,
+    /// The current time.
+    pub now: Timestamp,
+    /// Columns of the recipient lists (`email`, `name`, ...), when readable.
+    pub recipient_fields: Option<Vec<String>>,
+}
+
+/// Runs every lint.
+pub fn lint(input: &LintInput<'_>) -> Diagnostics {
+    let mut out = Diagnostics::new();
+    let loaded = input.loaded;
+    let issue = &loaded.issue;
+    let manifest = manifest_file(loaded);
+    let at = |d: Diagnostic, field: &str| loaded.locations.locate(d, field, &manifest);
+
+    // Gmail clips HTML past about 102 KB, cutting off the unsubscribe link.
+    let probe = Recipient::new("firstname.lastname@example.org", "Firstname Lastname");
+    let html = input.rendered.html.fill(&probe, &"u".repeat(120));
+    let size = html.len();
+    let limit = input.config.check.max_html_bytes;
+    if size > limit {
+        out.push(at(
+            Diagnostic::error(format!(
+                "the HTML part is {} KB, over the {} KB limit (Gmail clips messages near 102 KB); expected a shorter issue",
+                size / 1024,
+                limit / 1024
+            )),
+            "subject",
+        ));
+    } else if size * 100 > limit * 85 {
+        out.push(at(
+            Diagnostic::warning(format!(
+                "the HTML part is {} KB, close to the {} KB limit",
+                size / 1024,
+                limit / 1024
+            )),
+            "subject",
+        ));
+    }
+    if let Some(c) = html
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
+    {
+        out.push(at(
+            Diagnostic::error(format!(
+                "the issue contains the invisible control character U+{:04X} (often pasted from a word processor), which makes Gmail clip the message; expected plain text",
+                u32::from(c)
+            )),
+            "subject",
+        ));
+    }
+
+    let subject_chars = issue.subject.chars().count();
+    if subject_chars > input.config.check.max_subject_chars {
+        out.push(at(
+            Diagnostic::warning(format!(
+                "the subject is {subject_chars} characters, expected at most {} so inboxes show it whole",
+                input.config.check.max_subject_chars
+            )),
+            "subject",
+        ));
+    }
+    let lower = issue.subject.to_lowercase();
+    if lower.starts_with("re:") || lower.starts_with("fwd:") || lower.starts_with("fw:") {
+        out.push(at(
+            Diagnostic::warning("the subject starts like a reply or forward, which spam filters punish; expected a plain subject"),
+            "subject",
+        ));
+    }
+    let pre = issue.preheader.chars().count();
+    if pre > 0 && !(35..=140).contains(&pre) {
+        out.push(at(
+            Diagnostic::warning(format!(
+                "the preheader is {pre} characters, expected 35 to 140 (inboxes show about 40 to 100)"
+            )),
+            "preheader",
+        ));
+    }
+
+    for section in &issue.sections {
+        match &section.content {
+            SectionContent::Events(events) => {
+                for (i, e) in events.iter().enumerate() {
+                    if e.start.timestamp() < input.now {
+                        out.push(at(
+                            Diagnostic::warning(format!(
+                                "the event “{}” started on {}, before now; expected only upcoming events",
+                                e.title,
+                                e.start.strftime("%Y-%m-%d %H:%M %Z")
+                            )),
+                            &format!("events[{}].start", i + 1),
+                        ));
+                    }
+                }
+            }
+            SectionContent::Closing(c) => {
+                if let Some(img) = &c.image
+                    && (img.width.is_none() || img.height.is_none())
+                {
+                    out.push(at(
+                        Diagnostic::warning(
+                            "the image has no width or height, expected both so Outlook keeps the layout",
+                        ),
+                        "closing.image",
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let order: Vec<SectionKind> = input
+        .config
+        .sections
+        .order
+        .as_ref()
+        .map(|o| o.iter().filter_map(|k| SectionKind::from_key(k)).collect())
+        .unwrap_or_else(|| SectionKind::ALL.to_vec());
+    for kind in order {
+        if !issue.sections.iter().any(|s| s.kind == kind) {
+            out.push(
+                Diagnostic::warning(format!(
+                    "the issue has no {} section, expected one as the config's section order lists it",
+                    kind.key()
+                ))
+                .field(kind.key())
+                .at(&manifest, Some(0..0)),
+            );
+        }
+    }
+
+    for (field, body) in bodies(loaded) {
+        for link in body.links() {
+            if crate::model::plain_text(&link.content).trim().is_empty() {
+                out.push(at(
+                    Diagnostic::warning(format!(
+                        "a link to {} has no text, expected words readers can click",
+                        link.url
+                    )),
+                    &field,
+                ));
+            }
+        }
+    }
+
+    if let Some(columns) = &input.recipient_fields {
+        let mut fields: Vec<(String, crate::model::Field)> = Vec::new();
+        for (field, body) in bodies(loaded) {
+            fields.extend(body.fields().into_iter().map(|f| (field.clone(), f.clone())));
+        }
+        let mut salutation = Vec::new();
+        collect_inline_fields(&issue.publisher.salutation, &mut salutation);
+        fields.extend(
+            salutation
+                .into_iter()
+                .map(|f| ("newsletter.salutation".to_string(), f.clone())),
+        );
+        for slot in input.rendered.text.slots() {
+            if let Slot::Field(f) = slot
+                && !fields.iter().any(|(_, g)| g == f)
+            {
+                fields.push(("body".into(), f.clone()));
+            }
+        }
+        for (field, f) in fields {
+            let known = matches!(f.name.as_str(), "email" | "name") || columns.contains(&f.name);
+            if !known && f.fallback.is_none() {
+                let d = Diagnostic::error(format!(
+                    "the merge tag {{{{ {} }}}} has no recipient column to fill it (columns: {}); expected one of them or a fallback: {{{{ {} | default: \"…\" }}}}",
+                    f.name,
+                    columns.join(", "),
+                    f.name
+                ));
+                out.push(if field == "newsletter.salutation" {
+                    d.field(field).at(&SourceFile::new(&input.config.source, ""), None)
+                } else {
+                    at(d, &field)
+                });
+            } else if !known {
+                out.push(at(
+                    Diagnostic::warning(format!(
+                        "no recipient column `{}`: every reader will see the fallback",
+                        f.name
+                    )),
+                    &field,
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn manifest_file(loaded: &LoadedIssue) -> Arc<SourceFile> {
+    loaded.source.clone()
+}
+
+/// Every body of the issue with the field path it was written under.
+pub fn bodies(loaded: &LoadedIssue) -> Vec<(String, &Body)> {
+    let mut out = Vec::new();
+    for s in &loaded.issue.sections {
+        match &s.content {
+            SectionContent::Editorial(e) => out.push(("editorial.body".to_string(), &e.body)),
+            SectionContent::Articles(list) => out.extend(
+                list.iter()
+                    .enumerate()
+                    .map(|(i, a)| (format!("articles[{}].body", i + 1), &a.body)),
+            ),
+            SectionContent::Events(_) => {}
+            SectionContent::News(list) => out.extend(
+                list.iter()
+                    .enumerate()
+                    .map(|(i, n)| (format!("news[{}].body", i + 1), &n.body)),
+            ),
+            SectionContent::Column(c) => out.push(("column.body".to_string(), &c.body)),
+            SectionContent::Heads(h) => {
+                out.extend(
+                    h.people
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| (format!("heads.people[{}].body", i + 1), &p.body)),
+                );
+                out.push(("heads.call_to_action".to_string(), &h.call_to_action));
+            }
+            SectionContent::Closing(c) => out.push(("closing.body".to_string(), &c.body)),
+        }
+    }
+    out
+}

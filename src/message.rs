@@ -1,0 +1,377 @@
+//! Per-recipient MIME messages from a rendered issue.
+//!
+//! The expensive part of a message, quoted-printable encoding two bodies of
+//! tens of kilobytes, is done once per issue in [`PreparedIssue::new`]: every
+//! line without a slot is encoded then, and only the few lines holding a
+//! recipient's name or unsubscribe link are encoded per recipient.
+//! Quoted-printable is line-local, so the spliced result is byte-for-byte what
+//! encoding the whole filled body would give.
+//!
+//! Headers and the multipart structure are lettre's: `multipart/alternative`
+//! with `text/plain` first and `text/html` last, both UTF-8.
+
+use std::time::SystemTime;
+
+use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
+
+use crate::config::Config;
+use crate::model::Issue;
+use crate::personalize::Recipient;
+use crate::render::{Escape, Part, RenderedIssue, Template, push_escaped};
+
+/// Why a message could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    /// An address in the config or the recipient list is not valid.
+    #[error("`{address}` is not a valid email address ({reason})")]
+    Address {
+        /// The address as given.
+        address: String,
+        /// What the parser said.
+        reason: String,
+    },
+    /// lettre refused to build the message.
+    #[error("cannot build the message: {0}")]
+    Build(#[from] lettre::error::Error),
+}
+
+/// Header identity shared by every message of a newsletter.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    /// `From` mailbox.
+    pub from: Mailbox,
+    /// `Reply-To` mailbox.
+    pub reply_to: Option<Mailbox>,
+    /// `List-Id` value, e.g. `China Brief <china-brief.example.org>`.
+    pub list_id: String,
+    /// `Feedback-ID` value, if configured.
+    pub feedback_id: Option<String>,
+    /// Right-hand side of Message-IDs: the sender's domain.
+    pub domain: String,
+    /// Mailbox for mailto unsubscribes, if any.
+    pub unsubscribe_mailto: Option<String>,
+}
+
+impl Sender {
+    /// Takes the sender identity from the config.
+    pub fn from_config(config: &Config) -> Result<Self, MessageError> {
+        let from = mailbox(Some(config.from_name()), &config.sender.from_address)?;
+        let reply_to = config
+            .sender
+            .reply_to
+            .as_deref()
+            .map(|a| mailbox(None, a))
+            .transpose()?;
+        let domain = config
+            .sender
+            .from_address
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_ascii_lowercase())
+            .unwrap_or_default();
+        let list_name: String = config
+            .newsletter
+            .name
+            .chars()
+            .filter(|c| c.is_ascii_graphic() || *c == ' ')
+            .filter(|c| !matches!(c, '<' | '>' | '"' | '\\'))
+            .collect();
+        Ok(Self {
+            from,
+            reply_to,
+            list_id: format!("{} <{}>", list_name.trim(), config.sender.list_id),
+            feedback_id: config.sender.feedback_id.clone(),
+            domain,
+            unsubscribe_mailto: config.unsubscribe.mailto.clone(),
+        })
+    }
+}
+
+/// A mailbox from a display name and an address, validated by lettre.
+pub fn mailbox(name: Option<&str>, address: &str) -> Result<Mailbox, MessageError> {
+    let addr = address
+        .trim()
+        .parse::<lettre::Address>()
+        .map_err(|e| MessageError::Address {
+            address: address.to_string(),
+            reason: e.to_string(),
+        })?;
+    let name = name
+        .map(|n| {
+            n.chars()
+                .filter(|c| !c.is_control())
+                .collect::<String>()
+                .trim()
+                .to_string()
+        })
+        .filter(|n| !n.is_empty());
+    Ok(Mailbox::new(name, addr))
+}
+
+/// What differs per recipient besides the body slots.
+#[derive(Debug, Clone)]
+pub struct Personal<'a> {
+    /// Who the message is for.
+    pub recipient: &'a Recipient,
+    /// The recipient's unsubscribe URL (https).
+    pub unsubscribe_url: &'a str,
+    /// The recipient's unsubscribe token, for the mailto variant.
+    pub unsubscribe_token: &'a str,
+    /// `Message-ID`, with angle brackets.
+    pub message_id: String,
+    /// `Date`: when the message is handed to the transport.
+    pub date: SystemTime,
+    /// A test copy: subject gets a `[TEST] ` prefix.
+    pub test: bool,
+}
+
+/// An issue encoded once, ready to become any recipient's message.
+#[derive(Debug, Clone)]
+pub struct PreparedIssue {
+    /// Issue slug, used in Message-IDs.
+    pub slug: String,
+    /// Subject line.
+    pub subject: String,
+    text: EncodedBody,
+    html: EncodedBody,
+    sender: Sender,
+}
+
+impl PreparedIssue {
+    /// Encodes the shared parts of both alternatives.
+    pub fn new(issue: &Issue, rendered: &RenderedIssue, sender: Sender) -> Self {
+        Self {
+            slug: issue.slug.clone(),
+            subject: issue.subject.clone(),
+            text: EncodedBody::new(&rendered.text),
+            html: EncodedBody::new(&rendered.html),
+            sender,
+        }
+    }
+
+    /// The sender identity.
+    pub fn sender(&self) -> &Sender {
+        &self.sender
+    }
+
+    /// A fresh Message-ID on the sender's domain.
+    pub fn new_message_id(&self) -> String {
+        let r: u128 = rand::random();
+        format!("<{}.{:032x}@{}>", self.slug, r, self.sender.domain)
+    }
+
+    /// The complete RFC 5322 message for one recipient, CRLF line endings.
+    pub fn message(&self, p: &Personal<'_>) -> Result<Vec<u8>, MessageError> {
+        let to = mailbox(Some(&p.recipient.name), &p.recipient.email)?;
+        let subject = if p.test {
+            format!("[TEST] {}", self.subject)
+        } else {
+            self.subject.clone()
+        };
+        let mut b = lettre::Message::builder()
+            .from(self.sender.from.clone())
+            .to(to)
+            .subject(subject)
+            .date(p.date)
+            .message_id(Some(p.message_id.clone()))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Id"),
+                self.sender.list_id.clone(),
+            ))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                list_unsubscribe(p.unsubscribe_url, self.sender.unsubscribe_mailto.as_deref(), p.unsubscribe_token),
+            ))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                "List-Unsubscribe=One-Click".into(),
+            ))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("Precedence"),
+                "bulk".into(),
+            ));
+        if let Some(r) = &self.sender.reply_to {
+            b = b.reply_to(r.clone());
+        }
+        if let Some(f) = &self.sender.feedback_id {
+            b = b.raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("Feedback-ID"),
+                f.clone(),
+            ));
+        }
+        let mut text = Vec::with_capacity(self.text.len_hint());
+        self.text.write(p.recipient, p.unsubscribe_url, &mut text);
+        let mut html = Vec::with_capacity(self.html.len_hint());
+        self.html.write(p.recipient, p.unsubscribe_url, &mut html);
+        let alt = MultiPart::alternative()
+            .singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(Body::dangerous_pre_encoded(text, ContentTransferEncoding::QuotedPrintable)),
+            )
+            .singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_HTML)
+                    .body(Body::dangerous_pre_encoded(html, ContentTransferEncoding::QuotedPrintable)),
+            );
+        Ok(b.multipart(alt)?.formatted())
+    }
+}
+
+/// The `List-Unsubscribe` value: the https URL first (RFC 8058 one-click),
+/// then a mailto carrying the token in its subject.
+fn list_unsubscribe(url: &str, mailto: Option<&str>, token: &str) -> String {
+    match mailto {
+        Some(m) => format!("<{url}>, <mailto:{m}?subject=unsubscribe%20{token}>"),
+        None => format!("<{url}>"),
+    }
+}
+
+/// A body whose shared lines are already quoted-printable encoded.
+#[derive(Debug, Clone)]
+struct EncodedBody {
+    chunks: Vec<Chunk>,
+    escape: Escape,
+}
+
+#[derive(Debug, Clone)]
+enum Chunk {
+    /// Encoded lines, each ending in CRLF.
+    Encoded(Vec<u8>),
+    /// One line with slots, encoded per recipient.
+    Line(Vec<Part>),
+}
+
+impl EncodedBody {
+    fn new(t: &Template) -> Self {
+        // Split the parts into lines; a line is static unless it holds a slot.
+        let mut lines: Vec<Vec<Part>> = vec![Vec::new()];
+        for part in &t.parts {
+            match part {
+                Part::Static(s) => {
+                    let mut pieces = s.split('\n');
+                    if let Some(first) = pieces.next() {
+                        push_static(lines.last_mut(), first);
+                    }
+                    for piece in pieces {
+                        lines.push(Vec::new());
+                        push_static(lines.last_mut(), piece);
+                    }
+                }
+                Part::Slot(_) => {
+                    if let Some(l) = lines.last_mut() {
+                        l.push(part.clone());
+                    }
+                }
+            }
+        }
+        if lines.last().is_some_and(Vec::is_empty) {
+            lines.pop();
+        }
+        let mut chunks = Vec::new();
+        let mut pending = String::new();
+        for line in lines {
+            if line.iter().all(|p| matches!(p, Part::Static(_))) {
+                for p in &line {
+                    if let Part::Static(s) = p {
+                        pending.push_str(s.trim_end_matches('\r'));
+                    }
+                }
+                pending.push_str("\r\n");
+            } else {
+                if !pending.is_empty() {
+                    chunks.push(Chunk::Encoded(quoted_printable::encode(&pending)));
+                    pending.clear();
+                }
+                chunks.push(Chunk::Line(line));
+            }
+        }
+        if !pending.is_empty() {
+            chunks.push(Chunk::Encoded(quoted_printable::encode(&pending)));
+        }
+        Self {
+            chunks,
+            escape: t.escape,
+        }
+    }
+
+    fn len_hint(&self) -> usize {
+        self.chunks
+            .iter()
+            .map(|c| match c {
+                Chunk::Encoded(b) => b.len(),
+                Chunk::Line(_) => 256,
+            })
+            .sum()
+    }
+
+    fn write(&self, r: &Recipient, unsubscribe_url: &str, out: &mut Vec<u8>) {
+        let mut line = String::new();
+        for chunk in &self.chunks {
+            match chunk {
+                Chunk::Encoded(b) => out.extend_from_slice(b),
+                Chunk::Line(parts) => {
+                    line.clear();
+                    for p in parts {
+                        match p {
+                            Part::Static(s) => line.push_str(s.trim_end_matches('\r')),
+                            Part::Slot(slot) => {
+                                let v = r.slot_value(slot, unsubscribe_url);
+                                // A value must not add lines to the message.
+                                let v = v.replace(['\r', '\n'], " ");
+                                push_escaped(&mut line, &v, self.escape);
+                            }
+                        }
+                    }
+                    out.extend_from_slice(&quoted_printable::encode(&line));
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+        }
+    }
+}
+
+fn push_static(line: Option<&mut Vec<Part>>, s: &str) {
+    if let Some(line) = line
+        && !s.is_empty()
+    {
+        line.push(Part::Static(s.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Field;
+    use crate::render::{Marks, Slot};
+
+    fn template(escape: Escape) -> Template {
+        let marks = Marks::new();
+        let long = "x".repeat(200);
+        let s = format!(
+            "Über {long}\nDear {},\n  trailing space \n<a href=\"{}\">unsubscribe</a>\n",
+            marks.mark(Slot::Field(Field {
+                name: "name".into(),
+                fallback: Some("reader".into())
+            })),
+            marks.mark(Slot::UnsubscribeUrl)
+        );
+        marks.into_template(&s, escape)
+    }
+
+    #[test]
+    fn spliced_encoding_equals_encoding_the_filled_body() {
+        for escape in [Escape::Html, Escape::None] {
+            let t = template(escape);
+            let r = Recipient::new("zoe@example.org", "Zoë <Brandt>");
+            let body = EncodedBody::new(&t);
+            let mut spliced = Vec::new();
+            body.write(&r, "https://x.example/u/abc", &mut spliced);
+            let filled = t.fill(&r, "https://x.example/u/abc").replace('\n', "\r\n");
+            assert_eq!(
+                String::from_utf8(spliced).unwrap(),
+                String::from_utf8(quoted_printable::encode(&filled)).unwrap()
+            );
+        }
+    }
+}

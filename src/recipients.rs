@@ -1,0 +1,252 @@
+//! Recipient lists: CSV files with a header row, `email` required, `name`
+//! optional, any other column available to merge tags.
+//!
+//! Rows are streamed one at a time, so memory does not grow with the list.
+//! A bad row is reported with its file and line and skipped; it never stops
+//! the others.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::personalize::Recipient;
+
+/// Why a list could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// The file could not be opened or read.
+    #[error("{}: cannot read the recipient list: {source}", path.display())]
+    Io {
+        /// The list.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The header row is unusable.
+    #[error("{}:1: {message}", path.display())]
+    Header {
+        /// The list.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The CSV is malformed beyond one row.
+    #[error("{}: {source}", path.display())]
+    Csv {
+        /// The list.
+        path: PathBuf,
+        /// The parser's error.
+        source: csv::Error,
+    },
+}
+
+/// A row that was skipped, with where it is and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedRow {
+    /// The list file.
+    pub path: PathBuf,
+    /// 1-based line of the row.
+    pub line: u64,
+    /// What is wrong, e.g. "`bob@` is not a valid email address".
+    pub reason: String,
+}
+
+impl std::fmt::Display for SkippedRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.path.display(), self.line, self.reason)
+    }
+}
+
+/// One row of a list: a recipient or a reason it was skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Row {
+    /// A valid recipient.
+    Recipient(Recipient),
+    /// An invalid row.
+    Skipped(SkippedRow),
+}
+
+/// The header row of a list, lower-cased.
+pub fn headers(path: &Path) -> Result<Vec<String>, ListError> {
+    let mut reader = open(path)?;
+    read_headers(&mut reader, path)
+}
+
+fn open(path: &Path) -> Result<csv::Reader<File>, ListError> {
+    let file = File::open(path).map_err(|source| ListError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(file))
+}
+
+fn read_headers(reader: &mut csv::Reader<File>, path: &Path) -> Result<Vec<String>, ListError> {
+    let headers = reader.headers().map_err(|source| ListError::Csv {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let names: Vec<String> = headers
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').trim().to_lowercase())
+        .collect();
+    if !names.iter().any(|h| h == "email") {
+        return Err(ListError::Header {
+            path: path.to_path_buf(),
+            message: format!(
+                "no `email` column in the header row (found: {}); expected a header such as email,name",
+                names.join(", ")
+            ),
+        });
+    }
+    Ok(names)
+}
+
+/// Streams every row of a list to `each`, in file order.
+pub fn for_each(path: &Path, mut each: impl FnMut(Row)) -> Result<(), ListError> {
+    let mut reader = open(path)?;
+    let names = read_headers(&mut reader, path)?;
+    let email_col = names.iter().position(|h| h == "email").unwrap_or(0);
+    let name_col = names.iter().position(|h| h == "name");
+    let mut record = csv::StringRecord::new();
+    loop {
+        let line = reader.position().line();
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                each(Row::Skipped(SkippedRow {
+                    path: path.to_path_buf(),
+                    line: e.position().map_or(line, csv::Position::line),
+                    reason: format!("unreadable row ({e})"),
+                }));
+                continue;
+            }
+        }
+        let line = record.position().map_or(line, csv::Position::line);
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        let email = record.get(email_col).unwrap_or("").trim().to_string();
+        if let Err(reason) = check_address(&email) {
+            each(Row::Skipped(SkippedRow {
+                path: path.to_path_buf(),
+                line,
+                reason,
+            }));
+            continue;
+        }
+        let name = name_col
+            .and_then(|i| record.get(i))
+            .unwrap_or("")
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect::<String>();
+        let fields = names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != email_col && Some(*i) != name_col)
+            .map(|(i, h)| (h.clone(), record.get(i).unwrap_or("").to_string()))
+            .collect();
+        each(Row::Recipient(Recipient {
+            email,
+            name: name.trim().to_string(),
+            fields,
+        }));
+    }
+    Ok(())
+}
+
+/// Checks an address with lettre's parser (IDN domains allowed).
+pub fn check_address(email: &str) -> Result<(), String> {
+    if email.is_empty() {
+        return Err("empty email, expected an address such as name@example.org".into());
+    }
+    email
+        .parse::<lettre::Address>()
+        .map(|_| ())
+        .map_err(|e| format!("`{email}` is not a valid email address ({e})"))
+}
+
+/// The key two addresses are the same recipient by.
+pub fn address_key(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// The first recipient in `lists` with this address (case-insensitive).
+pub fn find(lists: &[PathBuf], email: &str) -> Result<Option<Recipient>, ListError> {
+    let key = address_key(email);
+    for list in lists {
+        let mut found = None;
+        for_each(list, |row| {
+            if found.is_none()
+                && let Row::Recipient(r) = row
+                && address_key(&r.email) == key
+            {
+                found = Some(r);
+            }
+        })?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+/// The first valid recipient of the first list that has one.
+pub fn first(lists: &[PathBuf]) -> Result<Option<Recipient>, ListError> {
+    for list in lists {
+        let mut found = None;
+        for_each(list, |row| {
+            if found.is_none()
+                && let Row::Recipient(r) = row
+            {
+                found = Some(r);
+            }
+        })?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn list(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn bad_rows_are_reported_with_line_numbers_and_skipped() {
+        let f = list("email,name,company\nanna@example.org,Anna,ACME\nbob@,Bob,X\n\nzoë@bücher.example,Zoë,\n");
+        let mut rows = Vec::new();
+        for_each(f.path(), |r| rows.push(r)).unwrap();
+        assert_eq!(rows.len(), 3);
+        match &rows[1] {
+            Row::Skipped(s) => {
+                assert_eq!(s.line, 3);
+                assert!(s.reason.contains("`bob@`"));
+            }
+            other => panic!("expected a skipped row, got {other:?}"),
+        }
+        match &rows[0] {
+            Row::Recipient(r) => assert_eq!(r.fields, vec![("company".to_string(), "ACME".to_string())]),
+            other => panic!("expected a recipient, got {other:?}"),
+        }
+        assert!(matches!(&rows[2], Row::Recipient(r) if r.name == "Zoë"));
+    }
+
+    #[test]
+    fn a_list_without_email_column_is_refused() {
+        let f = list("mail,name\nx@example.org,X\n");
+        let err = headers(f.path()).unwrap_err();
+        assert!(err.to_string().contains("no `email` column"));
+    }
+}

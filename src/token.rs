@@ -1,0 +1,121 @@
+//! Unsubscribe tokens: HMAC-SHA256 over the list id and the address.
+//!
+//! A token reveals nothing without the secret; the ledger keeps which
+//! address each token was issued to, so the unsubscribe endpoint can look the
+//! address up and verify the token against it.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::config::Config;
+
+/// The secret behind unsubscribe tokens.
+#[derive(Clone)]
+pub struct Secret {
+    key: Vec<u8>,
+    /// True when no secret was configured and a fixed development one is used.
+    pub development: bool,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<hidden>)")
+    }
+}
+
+/// Used only for previews and the outbox when no secret is configured, so
+/// the README's first command works on a fresh machine.
+const DEVELOPMENT_SECRET: &[u8] = b"briefing-development-secret-not-for-real-sends";
+
+impl Secret {
+    /// A secret from raw bytes.
+    pub fn new(key: impl Into<Vec<u8>>) -> Self {
+        Self {
+            key: key.into(),
+            development: false,
+        }
+    }
+
+    /// The configured secret: the environment variable named in config, else
+    /// the secret file; with `allow_development`, a fixed stand-in.
+    pub fn from_config(config: &Config, allow_development: bool) -> Result<Self, String> {
+        let var = &config.unsubscribe.secret_env;
+        if let Ok(v) = std::env::var(var)
+            && !v.trim().is_empty()
+        {
+            return Ok(Self::new(v.trim().as_bytes()));
+        }
+        if let Some(file) = &config.unsubscribe.secret_file {
+            let path = config.resolve(file);
+            return read_secret_file(&path).map(Self::new);
+        }
+        if allow_development {
+            return Ok(Self {
+                key: DEVELOPMENT_SECRET.to_vec(),
+                development: true,
+            });
+        }
+        Err(format!(
+            "no unsubscribe secret: set {var} (e.g. `export {var}=$(openssl rand -hex 32)`) \
+             or unsubscribe.secret_file in the config"
+        ))
+    }
+
+    /// The token for one address on one list.
+    pub fn token(&self, list_id: &str, email: &str) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        mac.update(list_id.as_bytes());
+        mac.update(b"\n");
+        mac.update(email.trim().to_lowercase().as_bytes());
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
+    /// True when `token` was issued for this address and list (constant time).
+    pub fn verify(&self, list_id: &str, email: &str, token: &str) -> bool {
+        let Ok(bytes) = URL_SAFE_NO_PAD.decode(token.trim()) else {
+            return false;
+        };
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        mac.update(list_id.as_bytes());
+        mac.update(b"\n");
+        mac.update(email.trim().to_lowercase().as_bytes());
+        mac.verify_slice(&bytes).is_ok()
+    }
+}
+
+fn read_secret_file(path: &Path) -> Result<Vec<u8>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the unsubscribe secret file {}: {e}", path.display()))?;
+    let line = text.lines().next().unwrap_or("").trim();
+    if line.is_empty() {
+        return Err(format!("the unsubscribe secret file {} is empty", path.display()));
+    }
+    Ok(line.as_bytes().to_vec())
+}
+
+/// A recipient's unsubscribe URL from the configured base and a token.
+pub fn unsubscribe_url(config: &Config, token: &str) -> String {
+    format!("{}/{token}", config.unsubscribe.base_url.trim_end_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_verify_only_for_their_address_and_list() {
+        let s = Secret::new("k");
+        let t = s.token("list.example.org", "Anna@Example.org");
+        assert!(s.verify("list.example.org", "anna@example.org", &t));
+        assert!(!s.verify("list.example.org", "bob@example.org", &t));
+        assert!(!s.verify("other.example.org", "anna@example.org", &t));
+        assert!(!Secret::new("k2").verify("list.example.org", "anna@example.org", &t));
+        assert!(t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    }
+}
