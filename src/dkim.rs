@@ -1,0 +1,880 @@
+//! DKIM signing (RFC 6376): a mandatory RSA-SHA256 signature and an optional
+//! Ed25519-SHA256 one (RFC 8463).
+//!
+//! A [`Signer`] parses its keys once per send; [`Signer::sign`] then signs
+//! each finished message (the CRLF bytes of lettre's `Message::formatted()`)
+//! and returns it with the `DKIM-Signature` fields prepended, ready for
+//! `send_raw`. Signing must be the very last step: any header added or body
+//! byte changed afterwards breaks the signatures.
+//!
+//! Choices, with the reasons (see `email-standards.md` §3 A1/A2):
+//!
+//! * `c=relaxed/relaxed`: `simple` header canonicalization breaks as soon as
+//!   a relay re-folds a header.
+//! * No `l=` tag: a body length lets anyone append content that still
+//!   verifies (RFC 6376 §8.2).
+//! * `h=` lists the fields of [`SIGNED_HEADERS`] that the message has, in
+//!   that order (a field present more than once is signed in every instance),
+//!   then a second, empty instance of those in [`OVERSIGNED_HEADERS`] that are
+//!   present. The extra instance ("oversigning", RFC 6376 §5.4.2) makes a
+//!   copy added later, e.g. a second `From` or `List-Unsubscribe`, break the
+//!   signature. Fields the message lacks are left out of `h=`: signing an
+//!   absent field is legal and would forbid adding it, but relays (an ESP
+//!   adding `Feedback-ID` or `List-Unsubscribe`, say) do add such fields, and
+//!   a broken signature costs more than the protection buys.
+//! * Order: the RSA signature is the topmost field, the Ed25519 one below it.
+//!   Both sign the same unsigned message, so neither covers the other and
+//!   verifiers can check them in any order; RSA goes first because it is the
+//!   one every verifier understands (Debian 12's Mail::DKIM reports
+//!   Ed25519 as an unsupported algorithm).
+//!
+//! Keys: RSA in PKCS#1 (`BEGIN RSA PRIVATE KEY`) or PKCS#8
+//! (`BEGIN PRIVATE KEY`) PEM, at least [`MIN_RSA_BITS`] bits; Ed25519 in
+//! PKCS#8 PEM as `openssl genpkey -algorithm ed25519` writes it. Encrypted
+//! keys are refused.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use mail_auth::common::crypto::{Algorithm, Ed25519Key, HashOutput, RsaKey, Sha256, SigningKey};
+use mail_auth::common::headers::{Writable, Writer};
+use mail_auth::dkim::{Canonicalization, DkimSigner, Signature};
+use sha2::Digest;
+
+use crate::config::Config;
+
+/// Header fields signed when present, in the order they are listed in `h=`.
+///
+/// `from` is required by RFC 6376 §5.4; the list fields are recommended by
+/// §5.4.1; the rest are what a reader sees or a client acts on.
+pub const SIGNED_HEADERS: &[&str] = &[
+    "from",
+    "to",
+    "subject",
+    "date",
+    "message-id",
+    "list-id",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+    "mime-version",
+    "reply-to",
+    "feedback-id",
+    "content-type",
+];
+
+/// Fields signed once more than they occur, so that adding another instance
+/// breaks the signature: the ones a client shows or acts on, where a second
+/// copy could change what the reader sees (or which unsubscribe link the
+/// mailbox provider uses).
+pub const OVERSIGNED_HEADERS: &[&str] = &[
+    "from",
+    "to",
+    "subject",
+    "reply-to",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+];
+
+/// The smallest RSA modulus accepted. RFC 8301 allows 1024 bits, but Gmail
+/// and RFC 8301 §3.2 recommend 2048, and a 1024-bit key is within reach of
+/// a well-funded attacker.
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// What went wrong loading keys or signing.
+#[derive(Debug, thiserror::Error)]
+pub enum DkimError {
+    /// The key file could not be read.
+    #[error("cannot read DKIM key file {path}: {error}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The key file's content is not the key that was expected.
+    #[error("DKIM key {file}: {problem}; expected {expected}")]
+    BadKey {
+        /// The file (or a description of where the PEM came from).
+        file: String,
+        /// What was found.
+        problem: String,
+        /// What the file should hold.
+        expected: &'static str,
+    },
+    /// The RSA key is shorter than [`MIN_RSA_BITS`].
+    #[error(
+        "DKIM key {file}: the RSA key has {bits} bits, at least {min} are required \
+         (make a new one with `openssl genrsa -out new.pem 2048` and publish it under a new selector)",
+        min = MIN_RSA_BITS
+    )]
+    WeakKey {
+        /// The file.
+        file: String,
+        /// Size of its modulus.
+        bits: usize,
+    },
+    /// The domain or a selector is not a DNS name.
+    #[error("DKIM {what} {value:?} is not a valid DNS name (letters, digits, '-', '_' and '.')")]
+    BadName {
+        /// `domain`, `rsa_selector` or `ed25519_selector`.
+        what: &'static str,
+        /// The value given.
+        value: String,
+    },
+    /// Only one of `ed25519_selector` and `ed25519_key_file` is set.
+    #[error("[dkim] ed25519_selector and ed25519_key_file must be set together (or both left out)")]
+    IncompleteEd25519,
+    /// The message has no `From` field, which DKIM must sign.
+    #[error("cannot DKIM-sign a message without a From header field")]
+    NoFrom,
+    /// mail-auth refused to sign.
+    #[error("DKIM signing with {algorithm} failed: {error}")]
+    Sign {
+        /// `rsa-sha256` or `ed25519-sha256`.
+        algorithm: &'static str,
+        /// mail-auth's error.
+        error: mail_auth::Error,
+    },
+}
+
+/// Expected content of an RSA key file, for error messages.
+const EXPECT_RSA: &str = "an unencrypted RSA private key in PEM \
+    (`BEGIN RSA PRIVATE KEY` or `BEGIN PRIVATE KEY`, as `openssl genrsa 2048` writes)";
+
+/// Expected content of an Ed25519 key file, for error messages.
+const EXPECT_ED25519: &str = "an unencrypted Ed25519 private key in PKCS#8 PEM \
+    (`BEGIN PRIVATE KEY`, as `openssl genpkey -algorithm ed25519` writes)";
+
+/// Signs messages with the configured keys. Build it once per send; it is
+/// `Send + Sync`, so one instance can serve every worker.
+pub struct Signer {
+    domain: String,
+    rsa_selector: String,
+    rsa: RsaKey<Sha256>,
+    ed25519: Option<(String, Ed25519Key)>,
+}
+
+impl fmt::Debug for Signer {
+    // Hand-written so that key material never reaches a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signer")
+            .field("domain", &self.domain)
+            .field("rsa_selector", &self.rsa_selector)
+            .field(
+                "ed25519_selector",
+                &self.ed25519.as_ref().map(|(s, _)| s.as_str()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// The signer for `config.dkim`, or `None` when DKIM is not configured.
+    /// Key paths are resolved against the config's folder.
+    pub fn from_config(config: &Config) -> Result<Option<Signer>, DkimError> {
+        let Some(dkim) = &config.dkim else {
+            return Ok(None);
+        };
+        let rsa_path = config.resolve(&dkim.rsa_key_file);
+        let rsa_pem = read_key(&rsa_path)?;
+        let ed = match (&dkim.ed25519_selector, &dkim.ed25519_key_file) {
+            (Some(selector), Some(file)) => {
+                let path = config.resolve(file);
+                let pem = read_key(&path)?;
+                Some((selector.as_str(), path, pem))
+            }
+            (None, None) => None,
+            _ => return Err(DkimError::IncompleteEd25519),
+        };
+        Self::build(
+            &dkim.domain,
+            &dkim.rsa_selector,
+            &rsa_pem,
+            &rsa_path.display().to_string(),
+            ed.as_ref()
+                .map(|(s, path, pem)| (*s, pem.as_str(), path.display().to_string())),
+        )
+        .map(Some)
+    }
+
+    /// A signer from PEM text: the RSA key (required) and optionally an
+    /// Ed25519 `(selector, pem)`. Errors name the key as "RSA key" or
+    /// "Ed25519 key" with its selector, since there is no file.
+    pub fn new(
+        domain: &str,
+        rsa_selector: &str,
+        rsa_pem: &str,
+        ed25519: Option<(&str, &str)>,
+    ) -> Result<Signer, DkimError> {
+        Self::build(
+            domain,
+            rsa_selector,
+            rsa_pem,
+            &format!("<RSA key for selector {rsa_selector:?}>"),
+            ed25519.map(|(s, pem)| (s, pem, format!("<Ed25519 key for selector {s:?}>"))),
+        )
+    }
+
+    fn build(
+        domain: &str,
+        rsa_selector: &str,
+        rsa_pem: &str,
+        rsa_file: &str,
+        ed25519: Option<(&str, &str, String)>,
+    ) -> Result<Signer, DkimError> {
+        // These go verbatim into the DKIM-Signature field, so anything but
+        // a DNS name (a `;`, a CRLF) would corrupt or inject header content.
+        check_dns_name("domain", domain)?;
+        check_dns_name("rsa_selector", rsa_selector)?;
+        let rsa = parse_rsa(rsa_pem, rsa_file)?;
+        let ed25519 = match ed25519 {
+            Some((selector, pem, file)) => {
+                check_dns_name("ed25519_selector", selector)?;
+                Some((selector.to_owned(), parse_ed25519(pem, &file)?))
+            }
+            None => None,
+        };
+        Ok(Signer {
+            domain: domain.to_owned(),
+            rsa_selector: rsa_selector.to_owned(),
+            rsa,
+            ed25519,
+        })
+    }
+
+    /// The signing domain (`d=`).
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// Signs `message` (CRLF line endings, complete headers and body) and
+    /// returns it with the `DKIM-Signature` fields prepended: RSA first,
+    /// then Ed25519 when configured.
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, DkimError> {
+        let headers = headers_to_sign(message)?;
+        let rsa = sign_with(
+            &self.rsa,
+            &self.domain,
+            &self.rsa_selector,
+            &headers,
+            message,
+        )?;
+        let ed = match &self.ed25519 {
+            Some((selector, key)) => {
+                Some(sign_with(key, &self.domain, selector, &headers, message)?)
+            }
+            None => None,
+        };
+        // One signature field is about 500 bytes for RSA-2048.
+        let mut out = Vec::with_capacity(message.len() + 1024);
+        write_field(&rsa, &mut out);
+        if let Some(ed) = ed {
+            write_field(&ed, &mut out);
+        }
+        out.extend_from_slice(message);
+        Ok(out)
+    }
+}
+
+/// Appends `sig` as a header field, without folding between the `b=` value
+/// and the final `;`.
+///
+/// mail-auth folds the field every 76 columns, also right after the last
+/// character of `b=`, giving `b=...==\r\n\t;`. It hashed the field as
+/// `b=;`, and RFC 6376 §3.7 deletes the `b=` value with its surrounding
+/// whitespace, but dkimpy deletes only the value and hashes `b= ;`, so the
+/// signature fails there. Whether the fold lands there depends on the length
+/// of `h=` only (`t=`, `bh=` and `b=` have fixed lengths), so a given set of
+/// headers fails every time: with the full header set and RSA-2048 it did.
+fn write_field(sig: &Signature, out: &mut Vec<u8>) {
+    let start = out.len();
+    sig.write(out, true);
+    if let Some(value) = out[start..].strip_suffix(b";\r\n") {
+        let kept = value.trim_ascii_end().len();
+        if kept < value.len() {
+            out.truncate(start + kept);
+            out.extend_from_slice(b";\r\n");
+        }
+    }
+}
+
+/// Signs with one key. mail-auth's `DkimSigner` owns its key and fixes `h=`
+/// when built, but `h=` depends on the message; [`Borrowed`] makes building
+/// one per message cheap (a few small strings, no key copy).
+fn sign_with<K: SigningKey<Hasher = Sha256>>(
+    key: &K,
+    domain: &str,
+    selector: &str,
+    headers: &[&str],
+    message: &[u8],
+) -> Result<Signature, DkimError> {
+    let algorithm = match key.algorithm() {
+        Algorithm::Ed25519Sha256 => "ed25519-sha256",
+        _ => "rsa-sha256",
+    };
+    DkimSigner::from_key(Borrowed(key))
+        .domain(domain)
+        .selector(selector)
+        .headers(headers.iter().copied())
+        .header_canonicalization(Canonicalization::Relaxed)
+        .body_canonicalization(Canonicalization::Relaxed)
+        .sign(message)
+        .map_err(|error| DkimError::Sign { algorithm, error })
+}
+
+/// A borrowed key that mail-auth can own.
+///
+/// It also hashes the body through a buffer: mail-auth feeds the canonical
+/// body to the hash one byte per call. Both algorithms hash with SHA-256
+/// (the bound `Hasher = Sha256` enforces it), so the digest is the one
+/// mail-auth would compute.
+struct Borrowed<'a, K>(&'a K);
+
+impl<K: SigningKey<Hasher = Sha256>> SigningKey for Borrowed<'_, K> {
+    type Hasher = Sha256;
+
+    fn sign(&self, input: impl Writable) -> mail_auth::Result<Vec<u8>> {
+        self.0.sign(input)
+    }
+
+    fn hash(&self, data: impl Writable) -> HashOutput {
+        let mut w = BufferedSha256::default();
+        data.write(&mut w);
+        HashOutput::RustCryptoSha256(w.finish())
+    }
+
+    fn algorithm(&self) -> Algorithm {
+        self.0.algorithm()
+    }
+}
+
+/// SHA-256 fed in blocks rather than the single bytes mail-auth writes.
+struct BufferedSha256 {
+    hasher: sha2::Sha256,
+    buf: Vec<u8>,
+}
+
+/// How much to collect before handing bytes to SHA-256.
+const HASH_BUFFER: usize = 8192;
+
+impl Default for BufferedSha256 {
+    fn default() -> Self {
+        Self {
+            hasher: sha2::Sha256::new(),
+            buf: Vec::with_capacity(HASH_BUFFER),
+        }
+    }
+}
+
+impl Writer for BufferedSha256 {
+    fn write(&mut self, bytes: &[u8]) {
+        if self.buf.len() + bytes.len() > HASH_BUFFER {
+            self.hasher.update(&self.buf);
+            self.buf.clear();
+        }
+        if bytes.len() >= HASH_BUFFER {
+            self.hasher.update(bytes);
+        } else {
+            self.buf.extend_from_slice(bytes);
+        }
+    }
+}
+
+impl BufferedSha256 {
+    fn finish(mut self) -> sha2::digest::Output<sha2::Sha256> {
+        self.hasher.update(&self.buf);
+        self.hasher.finalize()
+    }
+}
+
+/// The `h=` list for this message: present [`SIGNED_HEADERS`], then one
+/// extra instance of each present [`OVERSIGNED_HEADERS`] field.
+///
+/// mail-auth takes `h=` as a set of names: every instance in the message of
+/// a listed name is signed (bottom-up, as RFC 6376 §5.4.2 requires), and a
+/// listed name it finds no instance for is appended to `h=` as absent. A
+/// name listed twice is only matched once, so the second copy lands in that
+/// "absent" tail, which is exactly an oversigned field.
+fn headers_to_sign(message: &[u8]) -> Result<Vec<&'static str>, DkimError> {
+    let mut present = [false; SIGNED_HEADERS.len()];
+    for name in header_names(message) {
+        if let Some(i) = SIGNED_HEADERS
+            .iter()
+            .position(|h| h.as_bytes().eq_ignore_ascii_case(name))
+        {
+            present[i] = true;
+        }
+    }
+    if !present[0] {
+        return Err(DkimError::NoFrom);
+    }
+    let mut h: Vec<&'static str> = SIGNED_HEADERS
+        .iter()
+        .zip(present)
+        .filter_map(|(name, p)| p.then_some(*name))
+        .collect();
+    let signed = h.clone();
+    h.extend(OVERSIGNED_HEADERS.iter().filter(|o| signed.contains(o)));
+    Ok(h)
+}
+
+/// Names of the header fields, up to the blank line that ends the header.
+/// Continuation lines (starting with space or tab) belong to the field
+/// above; a line without a colon has no name and is skipped.
+fn header_names(message: &[u8]) -> impl Iterator<Item = &[u8]> {
+    message
+        .split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .take_while(|line| !line.is_empty())
+        .filter(|line| !matches!(line.first(), Some(b' ' | b'\t')))
+        .filter_map(|line| {
+            let colon = line.iter().position(|&b| b == b':')?;
+            Some(line[..colon].trim_ascii())
+        })
+}
+
+fn check_dns_name(what: &'static str, value: &str) -> Result<(), DkimError> {
+    let ok = !value.is_empty()
+        && value.len() <= 253
+        && value.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(DkimError::BadName {
+            what,
+            value: value.to_owned(),
+        })
+    }
+}
+
+fn read_key(path: &Path) -> Result<String, DkimError> {
+    std::fs::read_to_string(path).map_err(|error| DkimError::Read {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+/// DER OID contents of rsaEncryption (1.2.840.113549.1.1.1).
+const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+/// DER OID contents of id-Ed25519 (1.3.101.112).
+const OID_ED25519: &[u8] = &[0x2b, 0x65, 0x70];
+
+/// What a PKCS#8 `PrivateKeyInfo` holds.
+enum Pkcs8<'a> {
+    /// The PKCS#1 `RSAPrivateKey` DER.
+    Rsa(&'a [u8]),
+    /// The 32-byte Ed25519 seed.
+    Ed25519(&'a [u8]),
+    /// Another algorithm.
+    Other,
+}
+
+fn parse_rsa(pem: &str, file: &str) -> Result<RsaKey<Sha256>, DkimError> {
+    let bad = |problem: String| DkimError::BadKey {
+        file: file.to_owned(),
+        problem,
+        expected: EXPECT_RSA,
+    };
+    let (label, der) = pem_block(pem).map_err(bad)?;
+    let pkcs1 = match label.as_str() {
+        "RSA PRIVATE KEY" => der,
+        "PRIVATE KEY" => match pkcs8(&der).ok_or_else(|| bad("malformed PKCS#8 key".into()))? {
+            Pkcs8::Rsa(inner) => inner.to_vec(),
+            Pkcs8::Ed25519(_) => return Err(bad("found an Ed25519 key".into())),
+            Pkcs8::Other => return Err(bad("found a key of another algorithm".into())),
+        },
+        other => return Err(bad(found_label(other))),
+    };
+    let bits = rsa_modulus_bits(&pkcs1).ok_or_else(|| bad("malformed RSA key".into()))?;
+    if bits < MIN_RSA_BITS {
+        return Err(DkimError::WeakKey {
+            file: file.to_owned(),
+            bits,
+        });
+    }
+    RsaKey::<Sha256>::from_pkcs1_der(&pkcs1).map_err(|e| bad(format!("invalid RSA key ({e})")))
+}
+
+fn parse_ed25519(pem: &str, file: &str) -> Result<Ed25519Key, DkimError> {
+    let bad = |problem: String| DkimError::BadKey {
+        file: file.to_owned(),
+        problem,
+        expected: EXPECT_ED25519,
+    };
+    let (label, der) = pem_block(pem).map_err(bad)?;
+    match label.as_str() {
+        "PRIVATE KEY" => {}
+        "RSA PRIVATE KEY" => return Err(bad("found an RSA key".into())),
+        other => return Err(bad(found_label(other))),
+    }
+    match pkcs8(&der).ok_or_else(|| bad("malformed PKCS#8 key".into()))? {
+        Pkcs8::Ed25519(seed) => {
+            Ed25519Key::from_bytes(seed).map_err(|e| bad(format!("invalid Ed25519 key ({e})")))
+        }
+        Pkcs8::Rsa(_) => Err(bad("found an RSA key".into())),
+        Pkcs8::Other => Err(bad("found a key of another algorithm".into())),
+    }
+}
+
+fn found_label(label: &str) -> String {
+    match label {
+        "ENCRYPTED PRIVATE KEY" => {
+            "the key is encrypted (decrypt it with `openssl pkey -in KEY -out PLAIN`)".into()
+        }
+        l if l.contains("PUBLIC KEY") => "found a public key, not the private key".into(),
+        l => format!("found a PEM block `BEGIN {l}`"),
+    }
+}
+
+/// The label and decoded DER of the first PEM block in `text`.
+fn pem_block(text: &str) -> Result<(String, Vec<u8>), String> {
+    let mut lines = text.lines().map(str::trim);
+    let label = lines
+        .by_ref()
+        .find_map(|l| l.strip_prefix("-----BEGIN ")?.strip_suffix("-----"))
+        .ok_or_else(|| "no PEM block (`-----BEGIN ...-----`) found".to_owned())?;
+    let end = format!("-----END {label}-----");
+    let mut b64 = String::new();
+    let mut ended = false;
+    for line in lines {
+        if line == end {
+            ended = true;
+            break;
+        }
+        // RFC 1421 headers such as `Proc-Type: 4,ENCRYPTED` mark an
+        // OpenSSL-encrypted traditional key.
+        if line.contains(':') {
+            return Err(
+                "the key is encrypted (decrypt it with `openssl pkey -in KEY -out PLAIN`)".into(),
+            );
+        }
+        b64.push_str(line);
+    }
+    if !ended {
+        return Err(format!("the PEM block has no `{end}` line"));
+    }
+    let der = STANDARD
+        .decode(b64.as_bytes())
+        .map_err(|e| format!("the PEM block is not valid base64 ({e})"))?;
+    Ok((label.to_owned(), der))
+}
+
+/// A minimal DER reader: just enough to look inside PKCS#1 and PKCS#8 keys
+/// (mail-auth reads only PKCS#1 RSA keys and raw Ed25519 seeds, and says
+/// nothing about key size).
+struct Der<'a>(&'a [u8]);
+
+impl<'a> Der<'a> {
+    /// The contents of the next element, which must have tag `tag`.
+    fn take(&mut self, tag: u8) -> Option<&'a [u8]> {
+        let (&t, rest) = self.0.split_first()?;
+        if t != tag {
+            return None;
+        }
+        let (&first, mut rest) = rest.split_first()?;
+        let len = if first < 0x80 {
+            usize::from(first)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let (len_bytes, after) = rest.split_at(n);
+            rest = after;
+            len_bytes
+                .iter()
+                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
+        };
+        if rest.len() < len {
+            return None;
+        }
+        let (content, after) = rest.split_at(len);
+        self.0 = after;
+        Some(content)
+    }
+}
+
+const TAG_INTEGER: u8 = 0x02;
+const TAG_OCTET_STRING: u8 = 0x04;
+const TAG_OID: u8 = 0x06;
+const TAG_SEQUENCE: u8 = 0x30;
+
+/// Splits a PKCS#8 `PrivateKeyInfo` (RFC 5208 / RFC 5958).
+fn pkcs8(der: &[u8]) -> Option<Pkcs8<'_>> {
+    let mut info = Der(Der(der).take(TAG_SEQUENCE)?);
+    info.take(TAG_INTEGER)?; // version
+    let mut alg = Der(info.take(TAG_SEQUENCE)?);
+    let oid = alg.take(TAG_OID)?;
+    let key = info.take(TAG_OCTET_STRING)?;
+    Some(if oid == OID_RSA {
+        Pkcs8::Rsa(key)
+    } else if oid == OID_ED25519 {
+        // RFC 8410: the key is itself an OCTET STRING holding the seed.
+        let seed = Der(key).take(TAG_OCTET_STRING)?;
+        if seed.len() != 32 {
+            return None;
+        }
+        Pkcs8::Ed25519(seed)
+    } else {
+        Pkcs8::Other
+    })
+}
+
+/// Size in bits of the modulus of a PKCS#1 `RSAPrivateKey`.
+fn rsa_modulus_bits(der: &[u8]) -> Option<usize> {
+    let mut key = Der(Der(der).take(TAG_SEQUENCE)?);
+    key.take(TAG_INTEGER)?; // version
+    let n = key.take(TAG_INTEGER)?;
+    // Skip the sign-padding zero bytes of the big-endian integer.
+    let start = n.iter().position(|&b| b != 0)?;
+    let first = n[start];
+    Some((n.len() - start) * 8 - first.leading_zeros() as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/dkim");
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(format!("{DIR}/{name}")).expect("fixture")
+    }
+
+    fn config_with(rsa_key_file: &str, ed: Option<&str>) -> Config {
+        let mut config = Config::parse(crate::config::EMBEDDED, "<embedded>", Path::new(DIR))
+            .expect("embedded config");
+        config.dkim = Some(crate::config::DkimConfig {
+            domain: "briefing.example.org".into(),
+            rsa_selector: "rsa2026".into(),
+            rsa_key_file: rsa_key_file.into(),
+            ed25519_selector: ed.map(|_| "ed2026".into()),
+            ed25519_key_file: ed.map(Into::into),
+        });
+        config
+    }
+
+    #[test]
+    fn weak_rsa_key_refused() {
+        let err = Signer::new("example.org", "s", &fixture("rsa1024.pem"), None).unwrap_err();
+        assert!(
+            matches!(err, DkimError::WeakKey { bits: 1024, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("1024 bits"), "{err}");
+        assert!(err.to_string().contains("2048"), "{err}");
+    }
+
+    #[test]
+    fn weak_key_error_names_the_file() {
+        let err = Signer::from_config(&config_with("rsa1024.pem", None)).unwrap_err();
+        assert!(err.to_string().contains("rsa1024.pem"), "{err}");
+    }
+
+    #[test]
+    fn pem_garbage_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("garbage.pem");
+        std::fs::write(
+            &path,
+            "-----BEGIN RSA PRIVATE KEY-----\nbm90IGEga2V5\n-----END RSA PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let err = Signer::from_config(&config_with(path.to_str().unwrap(), None)).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("garbage.pem"), "{msg}");
+        assert!(msg.contains("malformed RSA key"), "{msg}");
+        assert!(
+            msg.contains("expected an unencrypted RSA private key"),
+            "{msg}"
+        );
+
+        std::fs::write(&path, "hello").unwrap();
+        let msg = Signer::from_config(&config_with(path.to_str().unwrap(), None))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("garbage.pem") && msg.contains("no PEM block"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn missing_file_names_the_file() {
+        let err = Signer::from_config(&config_with("nope.pem", None)).unwrap_err();
+        assert!(err.to_string().contains("nope.pem"), "{err}");
+    }
+
+    #[test]
+    fn both_rsa_encodings_and_ed25519_load() {
+        for rsa in ["rsa2048.pem", "rsa2048-pkcs8.pem"] {
+            let s = Signer::from_config(&config_with(rsa, Some("ed25519.pem")))
+                .unwrap()
+                .unwrap();
+            assert_eq!(s.domain(), "briefing.example.org");
+        }
+    }
+
+    #[test]
+    fn keys_in_the_wrong_slot_are_named() {
+        let err = Signer::from_config(&config_with("ed25519.pem", None)).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("ed25519.pem") && msg.contains("found an Ed25519 key"),
+            "{msg}"
+        );
+
+        let err = Signer::from_config(&config_with("rsa2048.pem", Some("rsa2048-pkcs8.pem")))
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("rsa2048-pkcs8.pem") && msg.contains("found an RSA key"),
+            "{msg}"
+        );
+        assert!(msg.contains("expected an unencrypted Ed25519"), "{msg}");
+    }
+
+    #[test]
+    fn no_dkim_section_means_no_signer() {
+        let mut config = config_with("rsa2048.pem", None);
+        config.dkim = None;
+        assert!(Signer::from_config(&config).unwrap().is_none());
+    }
+
+    #[test]
+    fn half_an_ed25519_config_is_an_error() {
+        let mut config = config_with("rsa2048.pem", None);
+        if let Some(d) = config.dkim.as_mut() {
+            d.ed25519_selector = Some("ed".into());
+        }
+        assert!(matches!(
+            Signer::from_config(&config),
+            Err(DkimError::IncompleteEd25519)
+        ));
+    }
+
+    #[test]
+    fn selector_and_domain_cannot_inject() {
+        let pem = fixture("rsa2048.pem");
+        for (domain, selector) in [
+            ("example.org\r\nBcc: x@y", "s"),
+            ("example.org", "s; h=from"),
+            ("", "s"),
+        ] {
+            let err = Signer::new(domain, selector, &pem, None).unwrap_err();
+            assert!(matches!(err, DkimError::BadName { .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn encrypted_key_refused_with_hint() {
+        let pem =
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        let msg = Signer::new("example.org", "s", pem, None)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("encrypted"), "{msg}");
+    }
+
+    #[test]
+    fn h_tag_lists_present_fields_and_oversigns() {
+        let msg = b"From: a@example.org\r\nSubject: x\r\n y\r\nX-Other: 1\r\nList-Unsubscribe: <https://u>\r\n\r\nFrom: body@example.org\r\n";
+        assert_eq!(
+            headers_to_sign(msg).unwrap(),
+            [
+                "from",
+                "subject",
+                "list-unsubscribe",
+                "from",
+                "subject",
+                "list-unsubscribe"
+            ]
+        );
+        assert!(matches!(
+            headers_to_sign(b"Subject: x\r\n\r\nbody"),
+            Err(DkimError::NoFrom)
+        ));
+    }
+
+    #[test]
+    fn no_folding_before_the_final_semicolon() {
+        // Every subset of the optional headers moves where `b=` ends; some
+        // subsets make mail-auth fold right before the final `;`.
+        let s = Signer::new(
+            "briefing.example.org",
+            "rsa2026",
+            &fixture("rsa2048.pem"),
+            Some(("ed2026", &fixture("ed25519.pem"))),
+        )
+        .unwrap();
+        let optional = &SIGNED_HEADERS[1..];
+        let mut folded_before = 0;
+        for mask in 0..(1u32 << optional.len()) {
+            let mut msg = b"From: a@example.org\r\n".to_vec();
+            for (i, name) in optional.iter().enumerate() {
+                if mask & (1 << i) != 0 {
+                    msg.extend_from_slice(format!("{name}: x\r\n").as_bytes());
+                }
+            }
+            msg.extend_from_slice(b"\r\nbody\r\n");
+            let signed = s.sign(&msg).unwrap();
+            let head = &signed[..signed.len() - msg.len()];
+            assert!(
+                !head.windows(4).any(|w| w == b"\r\n\t;"),
+                "{}",
+                String::from_utf8_lossy(head)
+            );
+            let mut raw = Vec::new();
+            sign_with(
+                &s.rsa,
+                "briefing.example.org",
+                "rsa2026",
+                &headers_to_sign(&msg).unwrap(),
+                &msg,
+            )
+            .unwrap()
+            .write(&mut raw, true);
+            if raw.ends_with(b"\t;\r\n") {
+                folded_before += 1;
+            }
+        }
+        // The case exists, so the test above is not vacuous.
+        assert!(folded_before > 0);
+    }
+
+    #[test]
+    fn buffered_hash_matches_plain_sha256() {
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+        let mut w = BufferedSha256::default();
+        for chunk in data.chunks(7) {
+            w.write(chunk);
+        }
+        w.write(&data); // one write larger than the buffer
+        let mut expected = sha2::Sha256::new();
+        expected.update(&data);
+        expected.update(&data);
+        assert_eq!(w.finish(), expected.finalize());
+    }
+
+    #[test]
+    fn signer_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Signer>();
+    }
+
+    #[test]
+    fn modulus_bits_ignores_sign_padding() {
+        // SEQUENCE { INTEGER 0, INTEGER 0x00 0x80 0x00 }: a 16-bit modulus.
+        let der = [0x30, 0x08, 0x02, 0x01, 0x00, 0x02, 0x03, 0x00, 0x80, 0x00];
+        assert_eq!(rsa_modulus_bits(&der), Some(16));
+        assert_eq!(rsa_modulus_bits(&der[..6]), None);
+    }
+}

@@ -1,0 +1,236 @@
+//! Where each issue stands: draft, scheduled, due, late, sending, stopped,
+//! sent or failed; and which issues `send --due` should send now.
+
+use std::path::{Path, PathBuf};
+
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::ledger::{Counts, Failure, Ledger, LedgerError, SendKind};
+use crate::lock;
+use crate::model::Issue;
+
+/// The state of an issue, as `briefing status` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IssueState {
+    /// No `send_at` and never sent.
+    Draft,
+    /// `send_at` is in the future.
+    Scheduled,
+    /// `send_at` has passed, within the late window: `send --due` sends it.
+    Due,
+    /// `send_at` passed longer ago than the late window; not sent by `--due`.
+    Late,
+    /// A send is running now (its lock is held).
+    Sending,
+    /// A send started and stopped before the end (crash, Ctrl-C, --limit).
+    Stopped,
+    /// Sent to everyone.
+    Sent,
+    /// Sent, but some recipients failed for good.
+    Failed,
+}
+
+impl IssueState {
+    /// The lowercase word used in text and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssueState::Draft => "draft",
+            IssueState::Scheduled => "scheduled",
+            IssueState::Due => "due",
+            IssueState::Late => "late",
+            IssueState::Sending => "sending",
+            IssueState::Stopped => "stopped",
+            IssueState::Sent => "sent",
+            IssueState::Failed => "failed",
+        }
+    }
+}
+
+/// Counts in the documented JSON shape.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CountsView {
+    /// Delivered.
+    pub sent: u64,
+    /// Refused for good.
+    pub failed: u64,
+    /// Unknown after a crash.
+    pub uncertain: u64,
+    /// Skipped as suppressed.
+    pub suppressed: u64,
+    /// Waiting (including retries).
+    pub pending: u64,
+    /// In flight.
+    pub sending: u64,
+    /// All recipients of the send.
+    pub total: u64,
+}
+
+impl From<&Counts> for CountsView {
+    fn from(c: &Counts) -> Self {
+        Self {
+            sent: c.sent,
+            failed: c.failed,
+            uncertain: c.uncertain,
+            suppressed: c.suppressed,
+            pending: c.pending,
+            sending: c.sending,
+            total: c.total(),
+        }
+    }
+}
+
+/// One failed recipient in the JSON shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailureView {
+    /// The address.
+    pub email: String,
+    /// `failed` or `uncertain`.
+    pub state: String,
+    /// The server's last reply.
+    pub last_reply: String,
+    /// Tries made.
+    pub attempts: u32,
+}
+
+impl From<Failure> for FailureView {
+    fn from(f: Failure) -> Self {
+        Self {
+            email: f.email,
+            state: f.state,
+            last_reply: f.reply,
+            attempts: f.attempts,
+        }
+    }
+}
+
+/// Everything `status` knows about one issue (the JSON shape documented in
+/// the README).
+#[derive(Debug, Clone, Serialize)]
+pub struct IssueStatus {
+    /// The issue slug.
+    pub issue: String,
+    /// The manifest path.
+    pub manifest: String,
+    /// The subject.
+    pub subject: String,
+    /// The state.
+    pub state: IssueState,
+    /// `send_at` in the issue's zone (RFC 3339 with offset), if scheduled.
+    pub send_at: Option<String>,
+    /// `send_at` in UTC, if scheduled.
+    pub send_at_utc: Option<String>,
+    /// Counts of the real send (all zero before it starts).
+    pub counts: CountsView,
+    /// When the real send first started.
+    pub started_at: Option<String>,
+    /// When it last finished.
+    pub finished_at: Option<String>,
+    /// Messages per second over the send, when known.
+    pub rate_per_second: Option<f64>,
+    /// Invalid rows skipped when the lists were read.
+    pub invalid_rows: u64,
+    /// Repeated addresses sent once.
+    pub duplicates: u64,
+    /// Failed and uncertain recipients with their last reply (first 100).
+    pub failures: Vec<FailureView>,
+}
+
+/// Works out an issue's status from the ledger and the clock.
+pub fn status(
+    issue: &Issue,
+    manifest: &Path,
+    ledger: Option<&Ledger>,
+    lock_dir: &Path,
+    config: &Config,
+    now: Timestamp,
+) -> Result<IssueStatus, LedgerError> {
+    let record = match ledger {
+        Some(l) => l.send_record(&issue.slug, SendKind::Real)?,
+        None => None,
+    };
+    let counts = match (ledger, &record) {
+        (Some(l), Some(_)) => l.counts(&issue.slug, SendKind::Real)?,
+        _ => Counts::default(),
+    };
+    let failures = match (ledger, &record) {
+        (Some(l), Some(_)) => l
+            .failures(&issue.slug, SendKind::Real, 100)?
+            .into_iter()
+            .map(FailureView::from)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let rate = match (ledger, &record) {
+        (Some(l), Some(_)) => l.sent_span(&issue.slug, SendKind::Real)?.and_then(|(a, b)| {
+            let (a, b) = (a.parse::<Timestamp>().ok()?, b.parse::<Timestamp>().ok()?);
+            let secs = b.duration_since(a).as_secs_f64();
+            (secs > 0.0).then(|| (counts.sent.saturating_sub(1)) as f64 / secs)
+        }),
+        _ => None,
+    };
+    let locked = lock::is_held(lock_dir, &issue.slug);
+    let late_window = SignedDuration::from_mins(config.send.late_after_minutes as i64);
+    let state = match &record {
+        Some(_) if locked => IssueState::Sending,
+        Some(r) if r.state == "done" && counts.failed > 0 => IssueState::Failed,
+        Some(r) if r.state == "done" => IssueState::Sent,
+        Some(_) => IssueState::Stopped,
+        None => match &issue.send_at {
+            None => IssueState::Draft,
+            Some(at) if at.timestamp() > now => IssueState::Scheduled,
+            Some(at) if now.duration_since(at.timestamp()) > late_window => IssueState::Late,
+            Some(_) => IssueState::Due,
+        },
+    };
+    Ok(IssueStatus {
+        issue: issue.slug.clone(),
+        manifest: manifest.display().to_string(),
+        subject: issue.subject.clone(),
+        state,
+        send_at: issue.send_at.as_ref().map(crate::timefmt::rfc3339),
+        send_at_utc: issue
+            .send_at
+            .as_ref()
+            .map(|z| z.timestamp().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+        counts: CountsView::from(&counts),
+        started_at: record.as_ref().map(|r| r.started_at.clone()),
+        finished_at: record.as_ref().and_then(|r| r.finished_at.clone()),
+        rate_per_second: rate,
+        invalid_rows: record.as_ref().map_or(0, |r| r.invalid),
+        duplicates: record.as_ref().map_or(0, |r| r.duplicates),
+        failures,
+    })
+}
+
+/// Every `issue.toml` one or two folders below `dir`, sorted by path.
+pub fn find_manifests(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let direct = dir.join("issue.toml");
+    if direct.is_file() {
+        out.push(direct);
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let m = path.join("issue.toml");
+        if m.is_file() {
+            out.push(m);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The folder that holds per-issue lock files, next to the ledger.
+pub fn lock_dir(config: &Config) -> PathBuf {
+    let ledger = config.resolve(&config.send.ledger);
+    ledger
+        .parent()
+        .map(|p| p.join("locks"))
+        .unwrap_or_else(|| PathBuf::from("locks"))
+}

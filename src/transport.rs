@@ -1,0 +1,518 @@
+//! How messages leave: an outbox folder, SMTP (with STARTTLS or implicit
+//! TLS) or the local sendmail.
+//!
+//! SMTP connections are opened here rather than by lettre's pool: lettre
+//! never sets TCP_NODELAY, and its end-of-data write then waits on Nagle plus
+//! the server's delayed ACK (about 40 ms a message). Each send worker owns one
+//! [`Connection`] and reconnects it when it breaks.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+
+use crate::config::Config;
+
+/// Why a transport URL or its settings are unusable.
+#[derive(Debug, thiserror::Error)]
+#[error("transport `{url}`: {message}")]
+pub struct TransportError {
+    /// The URL as given (without any password).
+    pub url: String,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+/// How SMTP is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tls {
+    /// STARTTLS, and refuse to go on without it.
+    Required,
+    /// STARTTLS when the server offers it.
+    Opportunistic,
+    /// TLS from the first byte (smtps, port 465).
+    Implicit,
+    /// No TLS at all: loopback hosts only.
+    None,
+}
+
+/// SMTP settings, resolved from URL and config.
+#[derive(Clone)]
+pub struct SmtpSettings {
+    /// Server host name or IP.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// TLS mode.
+    pub tls: Tls,
+    /// User and password, if the server wants AUTH.
+    pub credentials: Option<Credentials>,
+    /// Extra CA certificate (PEM) to trust.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Timeout per command.
+    pub timeout: Duration,
+    /// Messages over one connection before it is renewed.
+    pub per_connection: usize,
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("auth", &self.credentials.is_some())
+            .finish()
+    }
+}
+
+/// Where messages go.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// One `.eml` per recipient under `DIR/<issue-slug>/`.
+    Outbox(PathBuf),
+    /// An SMTP server.
+    Smtp(SmtpSettings),
+    /// The local MTA's sendmail program.
+    Sendmail(PathBuf),
+    /// Nowhere (dry runs): everything is accepted.
+    Null,
+}
+
+impl Transport {
+    /// Parses a transport URL with the config's transport settings.
+    pub fn from_url(url: &str, config: &Config) -> Result<Self, TransportError> {
+        let bad = |message: String| TransportError {
+            url: redact(url),
+            message,
+        };
+        if let Some(dir) = url.strip_prefix("outbox:") {
+            let dir = dir.trim();
+            if dir.is_empty() {
+                return Err(bad("no folder, expected outbox:DIR".into()));
+            }
+            return Ok(Transport::Outbox(config.resolve(Path::new(dir))));
+        }
+        if let Some(path) = url.strip_prefix("sendmail:") {
+            let path = if path.trim().is_empty() { "/usr/sbin/sendmail" } else { path.trim() };
+            return Ok(Transport::Sendmail(PathBuf::from(path)));
+        }
+        let parsed = url::Url::parse(url).map_err(|e| {
+            bad(format!(
+                "not a transport URL ({e}); expected outbox:DIR, smtp://host:port, smtps://host:port or sendmail:/usr/sbin/sendmail"
+            ))
+        })?;
+        let implicit = match parsed.scheme() {
+            "smtp" => false,
+            "smtps" => true,
+            other => {
+                return Err(bad(format!(
+                    "unknown scheme `{other}`, expected outbox:, smtp://, smtps:// or sendmail:"
+                )));
+            }
+        };
+        if parsed.password().is_some() {
+            return Err(bad(
+                "a password in the URL would end up in shell history and logs; expected it in the \
+                 environment variable named by transport.password_env (default BRIEFING_SMTP_PASSWORD) \
+                 or in transport.password_file"
+                    .into(),
+            ));
+        }
+        let host = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| bad("no host, expected smtp://host:port".into()))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = parsed.port().unwrap_or(if implicit { 465 } else { 587 });
+        let mut tls = if implicit { Tls::Implicit } else { Tls::Required };
+        for (k, v) in parsed.query_pairs() {
+            match (k.as_ref(), v.as_ref()) {
+                ("tls", _) if implicit => {
+                    return Err(bad("smtps:// always uses TLS; drop the tls parameter".into()));
+                }
+                ("tls", "starttls") => tls = Tls::Opportunistic,
+                ("tls", "required") => tls = Tls::Required,
+                ("tls", "none") => tls = Tls::None,
+                ("tls", other) => {
+                    return Err(bad(format!("tls={other}, expected tls=starttls, tls=required or tls=none")));
+                }
+                (other, _) => return Err(bad(format!("unknown parameter `{other}`, expected tls=…"))),
+            }
+        }
+        if tls == Tls::None && !is_loopback(&host) {
+            return Err(bad(format!(
+                "tls=none to {host} would send passwords and subscriber data in clear text; \
+                 it is allowed only for loopback hosts (127.0.0.1, ::1, localhost)"
+            )));
+        }
+        let t = &config.transport;
+        let user = if parsed.username().is_empty() {
+            t.username.clone()
+        } else {
+            Some(
+                percent_decode(parsed.username())
+                    .map_err(|e| bad(format!("user name is not valid UTF-8 ({e})")))?,
+            )
+        };
+        let credentials = match user {
+            None => None,
+            Some(user) => Some(Credentials::new(user, password(config).map_err(&bad)?)),
+        };
+        let ca_pem = match &t.ca_file {
+            None => None,
+            Some(p) => {
+                let path = config.resolve(p);
+                Some(std::fs::read(&path).map_err(|e| {
+                    bad(format!("cannot read transport.ca_file {}: {e}", path.display()))
+                })?)
+            }
+        };
+        Ok(Transport::Smtp(SmtpSettings {
+            host,
+            port,
+            tls,
+            credentials,
+            ca_pem,
+            timeout: Duration::from_secs(t.timeout_seconds.max(1)),
+            per_connection: t.messages_per_connection.max(1),
+        }))
+    }
+
+    /// A description for confirmations and logs (never with a password).
+    pub fn describe(&self) -> String {
+        match self {
+            Transport::Outbox(d) => format!("outbox {}", d.display()),
+            Transport::Smtp(s) => format!(
+                "SMTP {}:{} ({}{})",
+                s.host,
+                s.port,
+                match s.tls {
+                    Tls::Required => "STARTTLS required",
+                    Tls::Opportunistic => "STARTTLS if offered",
+                    Tls::Implicit => "implicit TLS",
+                    Tls::None => "no TLS, loopback",
+                },
+                if s.credentials.is_some() { ", AUTH" } else { "" }
+            ),
+            Transport::Sendmail(p) => format!("sendmail {}", p.display()),
+            Transport::Null => "nowhere (dry run)".into(),
+        }
+    }
+
+    /// A fresh connection for one worker (opened lazily on first send).
+    pub fn connection(&self, folder: &str) -> Connection {
+        match self {
+            Transport::Outbox(d) => Connection::Outbox(d.join(folder)),
+            Transport::Smtp(s) => Connection::Smtp {
+                settings: s.clone(),
+                conn: None,
+                sent: 0,
+            },
+            Transport::Sendmail(p) => Connection::Sendmail(p.clone()),
+            Transport::Null => Connection::Null,
+        }
+    }
+}
+
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn percent_decode(s: &str) -> Result<String, std::str::Utf8Error> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The SMTP password: from the variable in `transport.password_env`
+/// (default `BRIEFING_SMTP_PASSWORD`) or the first line of
+/// `transport.password_file`.
+fn password(config: &Config) -> Result<String, String> {
+    let var = config
+        .transport
+        .password_env
+        .clone()
+        .unwrap_or_else(|| "BRIEFING_SMTP_PASSWORD".into());
+    if let Ok(v) = std::env::var(&var)
+        && !v.is_empty()
+    {
+        return Ok(v);
+    }
+    if let Some(p) = &config.transport.password_file {
+        let path = config.resolve(p);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read transport.password_file {}: {e}", path.display()))?;
+        return Ok(text.lines().next().unwrap_or("").to_string());
+    }
+    Err(format!(
+        "a user name is set but no password: expected it in the environment variable {var} or in transport.password_file"
+    ))
+}
+
+/// How a delivery attempt went wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryError {
+    /// Worth retrying: 4xx, timeout, connection reset.
+    Transient(String),
+    /// Refused for good (5xx); `unknown_user` for 5.1.1-style replies.
+    Permanent {
+        /// The server's reply.
+        reply: String,
+        /// The mailbox does not exist: suppress the address.
+        unknown_user: bool,
+    },
+    /// The transport itself is unusable (TLS refused, AUTH failed, outbox
+    /// not writable): stop the whole send.
+    Fatal(String),
+}
+
+impl std::fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeliveryError::Transient(s) | DeliveryError::Fatal(s) => f.write_str(s),
+            DeliveryError::Permanent { reply, .. } => f.write_str(reply),
+        }
+    }
+}
+
+/// One worker's link to the transport.
+pub enum Connection {
+    /// Writes files into this folder.
+    Outbox(PathBuf),
+    /// An SMTP session, opened on demand.
+    Smtp {
+        /// Server settings.
+        settings: SmtpSettings,
+        /// The open session, if any.
+        conn: Option<AsyncSmtpConnection>,
+        /// Messages sent over the current session.
+        sent: usize,
+    },
+    /// Hands each message to sendmail.
+    Sendmail(PathBuf),
+    /// Accepts everything.
+    Null,
+}
+
+impl Connection {
+    /// Delivers one message; `name` names the outbox file. Returns the
+    /// server's reply.
+    pub async fn send(&mut self, envelope: &Envelope, message: &[u8], name: &str) -> Result<String, DeliveryError> {
+        match self {
+            Connection::Null => Ok("250 dry run".into()),
+            Connection::Outbox(dir) => write_outbox(dir, name, message).await,
+            Connection::Sendmail(path) => {
+                use lettre::AsyncTransport;
+                let t = lettre::AsyncSendmailTransport::<lettre::Tokio1Executor>::new_with_command(path.as_os_str());
+                t.send_raw(envelope, message)
+                    .await
+                    .map(|()| "accepted by sendmail".to_string())
+                    .map_err(|e| DeliveryError::Transient(format!("sendmail: {e}")))
+            }
+            Connection::Smtp { settings, conn, sent } => {
+                if conn.as_ref().is_some_and(|c| c.has_broken() || *sent >= settings.per_connection) {
+                    if let Some(mut c) = conn.take() {
+                        let _ = tokio::time::timeout(settings.timeout, c.quit()).await;
+                    }
+                }
+                if conn.is_none() {
+                    *conn = Some(connect(settings).await?);
+                    *sent = 0;
+                }
+                let Some(c) = conn.as_mut() else {
+                    return Err(DeliveryError::Transient("no connection".into()));
+                };
+                let result = tokio::time::timeout(settings.timeout * 4, c.send(envelope, message)).await;
+                match result {
+                    Err(_) => {
+                        *conn = None;
+                        Err(DeliveryError::Transient(format!(
+                            "no reply from {}:{} within {} s",
+                            settings.host,
+                            settings.port,
+                            (settings.timeout * 4).as_secs()
+                        )))
+                    }
+                    Ok(Ok(resp)) => {
+                        *sent += 1;
+                        Ok(format!("{} {}", resp.code(), resp.message().collect::<Vec<_>>().join(" ")))
+                    }
+                    Ok(Err(e)) => {
+                        let err = classify(&e);
+                        // A failed transaction leaves the session in an unknown
+                        // state: start the next message on a fresh one.
+                        if let Some(mut c) = conn.take()
+                            && !c.has_broken()
+                        {
+                            let _ = tokio::time::timeout(Duration::from_secs(2), c.command(lettre::transport::smtp::commands::Rset)).await;
+                            if matches!(err, DeliveryError::Permanent { .. }) {
+                                *conn = Some(c);
+                            }
+                        }
+                        Err(err)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the session politely.
+    pub async fn close(&mut self) {
+        if let Connection::Smtp { conn, settings, .. } = self
+            && let Some(mut c) = conn.take()
+        {
+            let _ = tokio::time::timeout(settings.timeout, c.quit()).await;
+        }
+    }
+}
+
+fn classify(e: &lettre::transport::smtp::Error) -> DeliveryError {
+    let text = e.to_string();
+    if e.is_permanent() {
+        let unknown_user = text.contains("5.1.1") || text.contains("5.1.10") || text.to_ascii_lowercase().contains("user unknown");
+        let code = e.status().map(|c| c.to_string()).unwrap_or_default();
+        DeliveryError::Permanent {
+            reply: format!("{code} {text}").trim().to_string(),
+            unknown_user,
+        }
+    } else if e.is_transient() {
+        let code = e.status().map(|c| c.to_string()).unwrap_or_default();
+        DeliveryError::Transient(format!("{code} {text}").trim().to_string())
+    } else {
+        DeliveryError::Transient(text)
+    }
+}
+
+async fn connect(s: &SmtpSettings) -> Result<AsyncSmtpConnection, DeliveryError> {
+    let hello = ClientId::Domain(hello_name());
+    let tls_params = || -> Result<TlsParameters, DeliveryError> {
+        let mut b = TlsParameters::builder(s.host.clone());
+        if let Some(pem) = &s.ca_pem {
+            let cert = Certificate::from_pem(pem)
+                .map_err(|e| DeliveryError::Fatal(format!("transport.ca_file is not a PEM certificate: {e}")))?;
+            b = b.add_root_certificate(cert);
+        }
+        b.build_rustls()
+            .map_err(|e| DeliveryError::Fatal(format!("cannot set up TLS: {e}")))
+    };
+    let mut conn = if s.tls == Tls::Implicit {
+        AsyncSmtpConnection::connect_tokio1((s.host.as_str(), s.port), Some(s.timeout), &hello, Some(tls_params()?), None)
+            .await
+            .map_err(|e| connect_error(s, &e))?
+    } else {
+        let tcp = tokio::time::timeout(s.timeout, tokio::net::TcpStream::connect((s.host.as_str(), s.port)))
+            .await
+            .map_err(|_| DeliveryError::Transient(format!("cannot connect to {}:{}: timed out", s.host, s.port)))?
+            .map_err(|e| DeliveryError::Transient(format!("cannot connect to {}:{}: {e}", s.host, s.port)))?;
+        // Without this every message waits ~40 ms on Nagle + delayed ACK.
+        tcp.set_nodelay(true)
+            .map_err(|e| DeliveryError::Transient(format!("cannot set TCP_NODELAY: {e}")))?;
+        let mut conn = tokio::time::timeout(s.timeout, AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello))
+            .await
+            .map_err(|_| DeliveryError::Transient(format!("{}:{} sent no greeting", s.host, s.port)))?
+            .map_err(|e| connect_error(s, &e))?;
+        match s.tls {
+            Tls::Required | Tls::Opportunistic if conn.can_starttls() => {
+                conn.starttls(tls_params()?, &hello)
+                    .await
+                    .map_err(|e| DeliveryError::Fatal(format!("STARTTLS with {} failed: {e}", s.host)))?;
+            }
+            Tls::Required => {
+                return Err(DeliveryError::Fatal(format!(
+                    "{}:{} does not offer STARTTLS; expected a server that does, or tls=none for a loopback relay",
+                    s.host, s.port
+                )));
+            }
+            _ => {}
+        }
+        conn
+    };
+    if let Some(creds) = &s.credentials {
+        conn.auth(&[Mechanism::Plain, Mechanism::Login], creds)
+            .await
+            .map_err(|e| DeliveryError::Fatal(format!("AUTH at {} refused: {e}", s.host)))?;
+    }
+    Ok(conn)
+}
+
+fn connect_error(s: &SmtpSettings, e: &lettre::transport::smtp::Error) -> DeliveryError {
+    let msg = format!("cannot open an SMTP session with {}:{}: {e}", s.host, s.port);
+    if e.is_permanent() {
+        DeliveryError::Fatal(msg)
+    } else {
+        DeliveryError::Transient(msg)
+    }
+}
+
+fn hello_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+        .unwrap_or_else(|| "localhost".into())
+}
+
+async fn write_outbox(dir: &Path, name: &str, message: &[u8]) -> Result<String, DeliveryError> {
+    let fatal = |e: std::io::Error| DeliveryError::Fatal(format!("cannot write to the outbox {}: {e}", dir.display()));
+    tokio::fs::create_dir_all(dir).await.map_err(fatal)?;
+    let file = dir.join(format!("{name}.eml"));
+    let tmp = dir.join(format!(".{name}.eml.tmp"));
+    tokio::fs::write(&tmp, message).await.map_err(fatal)?;
+    tokio::fs::rename(&tmp, &file).await.map_err(fatal)?;
+    Ok(format!("written to {}", file.display()))
+}
+
+/// A file name for a recipient's outbox copy.
+pub fn outbox_name(email: &str) -> String {
+    email
+        .trim()
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_alphanumeric() || matches!(c, '@' | '.' | '-' | '_' | '+') { c } else { '_' })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::parse(crate::config::EMBEDDED, "config.toml", Path::new(".")).unwrap()
+    }
+
+    #[test]
+    fn tls_none_is_refused_for_remote_hosts() {
+        let err = Transport::from_url("smtp://mail.example.org:25?tls=none", &config()).unwrap_err();
+        assert!(err.message.contains("only for loopback"), "{err}");
+        assert!(Transport::from_url("smtp://127.0.0.1:2525?tls=none", &config()).is_ok());
+    }
+
+    #[test]
+    fn passwords_in_urls_are_refused_and_never_echoed() {
+        let err = Transport::from_url("smtp://user:hunter2@mail.example.org:587", &config()).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn outbox_names_are_safe_file_names() {
+        assert_eq!(outbox_name("Zoë/../x@Example.org"), "zoë_.._x@example.org");
+    }
+}
