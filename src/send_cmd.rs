@@ -124,9 +124,12 @@ fn send_one(path: &Path, args: &SendArgs, config: &Config, clock: SharedClock, f
         }
     };
     if secret.development && !args.dry_run {
-        eprintln!(
-            "note: no unsubscribe secret set ({}); using a development secret, fine for the outbox only",
-            config.unsubscribe.secret_env
+        elog(
+            clock.as_ref(),
+            &format!(
+                "note: no unsubscribe secret set ({}); using a development secret, fine for the outbox only",
+                config.unsubscribe.secret_env
+            ),
         );
     }
     let signer = match Signer::from_config(config) {
@@ -137,7 +140,10 @@ fn send_one(path: &Path, args: &SendArgs, config: &Config, clock: SharedClock, f
         }
     };
     if signer.is_none() && !local {
-        eprintln!("warning: no [dkim] key configured; Gmail and Yahoo junk or refuse unsigned bulk mail");
+        elog(
+            clock.as_ref(),
+            "warning: no [dkim] key configured; Gmail and Yahoo junk or refuse unsigned bulk mail",
+        );
     }
     let sender = match Sender::from_config(config) {
         Ok(s) => s,
@@ -247,7 +253,7 @@ fn send_one(path: &Path, args: &SendArgs, config: &Config, clock: SharedClock, f
 
 fn report_summary(loaded: &LoadedIssue, s: &Summary, clock: &dyn Clock, dry_run: bool) -> u8 {
     let c = &s.counts;
-    println!(
+    log(clock, &format!(
         "{} summary: sent {} (this run {}), failed {}, uncertain {}, suppressed {}, pending {}, skipped invalid {}, duplicates {}, {:.1} s, {:.0} messages/s{}",
         loaded.issue.slug,
         c.sent,
@@ -261,7 +267,7 @@ fn report_summary(loaded: &LoadedIssue, s: &Summary, clock: &dyn Clock, dry_run:
         s.duration.as_secs_f64(),
         s.rate(),
         if dry_run { " (dry run)" } else { "" }
-    );
+    ));
     if c.uncertain > 0 {
         elog(
             clock,
@@ -391,7 +397,7 @@ impl Progress for Reporter {
                 let n = self.delivered.fetch_add(1, Ordering::Relaxed) + 1;
                 match &self.bar {
                     Some(b) => b.inc(1),
-                    None if n % 1000 == 0 => log(self.clock.as_ref(), &format!("{n} sent")),
+                    None if n.is_multiple_of(1000) => log(self.clock.as_ref(), &format!("{n} sent")),
                     None => {}
                 }
             }
@@ -571,10 +577,14 @@ pub fn status(args: StatusArgs, config: &Config, clock: &dyn Clock) -> u8 {
     }
     let single = !target.is_dir();
     if args.json {
+        #[derive(serde::Serialize)]
+        struct Listing<'a> {
+            issues: &'a [IssueStatus],
+        }
         let out = if single && all.len() == 1 {
             serde_json::to_string_pretty(&all[0])
         } else {
-            serde_json::to_string_pretty(&serde_json::json!({ "issues": all }))
+            serde_json::to_string_pretty(&Listing { issues: &all })
         };
         match out {
             Ok(s) => println!("{s}"),

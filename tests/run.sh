@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every check and test of briefing: formatting, lints, unit, snapshot,
+# CLI, real-SMTP, DKIM and browser tests. Installs what the tests need on a
+# fresh Debian machine (needs root for apt, as CI has).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_py() { python3 -c "import $1" 2>/dev/null; }
+if ! need_py aiosmtpd || ! need_py dkim || ! need_py nacl; then
+  echo "== installing Python test tools (aiosmtpd: the SMTP test server; dkimpy: independent DKIM verifier)"
+  python3 -m pip install --quiet --disable-pip-version-check aiosmtpd dkimpy pynacl
+fi
+if ! command -v chromium >/dev/null 2>&1 && [ -z "${BRIEFING_SKIP_BROWSER:-}" ]; then
+  echo "== installing Chromium for the layout test"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --locked --all-targets
