@@ -632,7 +632,7 @@ impl Ledger {
             .prepare("SELECT issue, kind FROM sends WHERE kind = 'real' ORDER BY started_at")
             .map_err(|e| self.err(e))?;
         let keys = stmt
-            .query_map([], |r| Ok(r.get::<_, String>(0)?))
+            .query_map([], |r| r.get::<_, String>(0))
             .map_err(|e| self.err(e))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.err(e))?;

@@ -307,7 +307,7 @@ impl Builder {
                 Tag::HtmlBlock => self.open(Frame::Paragraph),
                 _ => {}
             },
-            Event::End(end) => match end {
+            Event::End(
                 TagEnd::Paragraph
                 | TagEnd::Heading(_)
                 | TagEnd::BlockQuote(_)
@@ -318,9 +318,8 @@ impl Builder {
                 | TagEnd::Strong
                 | TagEnd::Link
                 | TagEnd::Image
-                | TagEnd::HtmlBlock => self.close(),
-                _ => {}
-            },
+                | TagEnd::HtmlBlock,
+            ) => self.close(),
             Event::Text(t) => {
                 if matches!(self.top().frame, Frame::Code) {
                     self.top().code.push_str(&strip_marks(&t));

@@ -301,8 +301,9 @@ pub enum Connection {
     Smtp {
         /// Server settings.
         settings: SmtpSettings,
-        /// The open session, if any.
-        conn: Option<AsyncSmtpConnection>,
+        /// The open session, if any (boxed: it is large and most
+        /// connections of other kinds never hold one).
+        conn: Option<Box<AsyncSmtpConnection>>,
         /// Messages sent over the current session.
         sent: usize,
     },
@@ -328,13 +329,13 @@ impl Connection {
                     .map_err(|e| DeliveryError::Transient(format!("sendmail: {e}")))
             }
             Connection::Smtp { settings, conn, sent } => {
-                if conn.as_ref().is_some_and(|c| c.has_broken() || *sent >= settings.per_connection) {
-                    if let Some(mut c) = conn.take() {
-                        let _ = tokio::time::timeout(settings.timeout, c.quit()).await;
-                    }
+                if conn.as_ref().is_some_and(|c| c.has_broken() || *sent >= settings.per_connection)
+                    && let Some(mut c) = conn.take()
+                {
+                    let _ = tokio::time::timeout(settings.timeout, c.quit()).await;
                 }
                 if conn.is_none() {
-                    *conn = Some(connect(settings).await?);
+                    *conn = Some(Box::new(connect(settings).await?));
                     *sent = 0;
                 }
                 let Some(c) = conn.as_mut() else {
