@@ -198,20 +198,45 @@ pub fn lint(input: &LintInput<'_>) -> Diagnostics {
                 out.push(if field == "newsletter.salutation" {
                     d.field(field).at(&SourceFile::new(&input.config.source, ""), None)
                 } else {
-                    at(d, &field)
+                    at_tag(loaded, d, &field, &f.name, &manifest)
                 });
             } else if !known {
-                out.push(at(
+                out.push(at_tag(
+                    loaded,
                     Diagnostic::warning(format!(
                         "no recipient column `{}`: every reader will see the fallback",
                         f.name
                     )),
                     &field,
+                    &f.name,
+                    &manifest,
                 ));
             }
         }
     }
     out
+}
+
+/// Points a diagnostic at the first `{{ name … }}` tag inside a body's
+/// source, falling back to the body's own location.
+fn at_tag(loaded: &LoadedIssue, d: Diagnostic, field: &str, name: &str, manifest: &Arc<SourceFile>) -> Diagnostic {
+    let Some(loc) = loaded.locations.get(field) else {
+        return loaded.locations.locate(d, field, manifest);
+    };
+    let region = loc.span.clone().unwrap_or(0..loc.file.text.len());
+    let text = loc.file.text.get(region.clone()).unwrap_or("");
+    let mut from = 0;
+    while let Some(open) = text[from..].find("{{").map(|i| i + from) {
+        let Some(close) = text[open..].find("}}").map(|i| i + open) else {
+            break;
+        };
+        if crate::markdown::parse_tag(&text[open + 2..close]).is_ok_and(|t| t.name == name) {
+            let start = region.start + open;
+            return d.field(field).at(&loc.file, Some(start..region.start + close + 2));
+        }
+        from = close + 2;
+    }
+    loaded.locations.locate(d, field, manifest)
 }
 
 fn manifest_file(loaded: &LoadedIssue) -> Arc<SourceFile> {

@@ -71,6 +71,10 @@ pub fn check_url(url: &str) -> Result<(), String> {
             "`{url}` is not a web or mail link, expected https://…, http://… or mailto:…"
         ));
     }
+    // The url crate reads `https:///x` as host `x`; editors mean a typo.
+    if lower.split_once("://").is_some_and(|(_, rest)| rest.starts_with('/')) {
+        return Err(format!("`{url}` has no host, expected https://host/…"));
+    }
     match url::Url::parse(url) {
         Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => {
             if url.chars().any(char::is_whitespace) {

@@ -317,8 +317,6 @@ impl EncodedBody {
                             Part::Static(s) => line.push_str(s.trim_end_matches('\r')),
                             Part::Slot(slot) => {
                                 let v = r.slot_value(slot, unsubscribe_url);
-                                // A value must not add lines to the message.
-                                let v = v.replace(['\r', '\n'], " ");
                                 push_escaped(&mut line, &v, self.escape);
                             }
                         }

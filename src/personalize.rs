@@ -38,14 +38,19 @@ impl Recipient {
         v.map(str::trim).filter(|v| !v.is_empty())
     }
 
-    /// What a slot becomes for this recipient (unescaped).
+    /// What a slot becomes for this recipient (unescaped). Line breaks and
+    /// other control characters become spaces: a value must never add
+    /// lines to a message, and previews must show what the message holds.
     pub fn slot_value(&self, slot: &Slot, unsubscribe_url: &str) -> String {
-        match slot {
-            Slot::UnsubscribeUrl => unsubscribe_url.to_string(),
+        let v = match slot {
+            Slot::UnsubscribeUrl => unsubscribe_url,
             Slot::Field(f) => match self.field(&f.name) {
-                Some(v) => v.to_string(),
-                None => f.fallback.clone().unwrap_or_default(),
+                Some(v) => v,
+                None => f.fallback.as_deref().unwrap_or_default(),
             },
-        }
+        };
+        v.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
     }
 }

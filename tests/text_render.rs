@@ -352,7 +352,7 @@ fn template_slots_are_the_salutation_field_and_the_unsubscribe_url() {
         "https://example.com/u/abc",
     );
     assert!(filled.contains("Dear Anna,\n"), "{filled}");
-    assert!(filled.contains("\nUnsubscribe: https://example.com/u/abc\n"));
+    assert!(filled.contains("\nUnsubscribe:\nhttps://example.com/u/abc\n"));
 }
 
 #[test]

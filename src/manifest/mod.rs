@@ -126,7 +126,7 @@ pub fn load(path: &Path, config: &Config) -> Result<LoadedIssue, Diagnostics> {
             let mut d = Diagnostics::new();
             d.push(
                 Diagnostic::error("the manifest is not UTF-8 text, expected a UTF-8 TOML file")
-                    .at(&SourceFile::new(path, lossy), Some(at..at + 1)),
+                    .at(&SourceFile::new(path, lossy), Some(at..at + '\u{fffd}'.len_utf8())),
             );
             return Err(d);
         }

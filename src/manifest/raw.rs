@@ -429,16 +429,25 @@ impl<'a, 'i> Table<'a, 'i> {
 
     fn integer(&self, key: &str, out: &mut Diagnostics) -> Option<At<i64>> {
         let v = self.get(key)?;
-        let parsed = match v.get_ref() {
-            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
-            _ => None,
-        };
-        match parsed {
-            Some(value) => Some(At {
-                value,
-                span: v.span(),
-            }),
-            None => {
+        match v.get_ref() {
+            DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+                Ok(value) => Some(At {
+                    value,
+                    span: v.span(),
+                }),
+                Err(_) => {
+                    out.push(
+                        Diagnostic::error(format!(
+                            "{} is out of range, expected a whole number below 2^63",
+                            i.as_str()
+                        ))
+                        .field(self.field(key))
+                        .at(self.file, Some(v.span())),
+                    );
+                    None
+                }
+            },
+            _ => {
                 self.type_error(key, v, "a whole number", out);
                 None
             }

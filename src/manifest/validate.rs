@@ -114,6 +114,12 @@ impl V<'_> {
         );
     }
 
+    /// True when the reader already reported this field (a wrong type), so
+    /// its absence here is not news.
+    fn reported(&self, field: &str) -> bool {
+        self.out.iter().any(|d| d.field.as_deref() == Some(field))
+    }
+
     fn note(&mut self, field: &str, span: &Range<usize>) {
         self.locations
             .insert(field, Arc::clone(self.cx.file), Some(span.clone()));
@@ -128,6 +134,7 @@ impl V<'_> {
         what: &str,
     ) -> Option<String> {
         match v {
+            None if self.reported(field) => None,
             None => {
                 self.err(field, within.clone(), format!("missing `{}`, expected {what}", leaf(field)));
                 None
@@ -182,6 +189,7 @@ impl V<'_> {
             .opt_text(&raw.newsletter, "newsletter", "the newsletter's name")
             .unwrap_or_else(|| cfg.newsletter.name.clone());
         let number = match &raw.number {
+            None if self.reported("number") => None,
             None => {
                 self.err("number", top.clone(), "missing `number`, expected the issue number, e.g. number = 1042");
                 None
@@ -196,6 +204,7 @@ impl V<'_> {
             }
         };
         let date = match &raw.date {
+            None if self.reported("date") => None,
             None => {
                 self.err("date", top.clone(), "missing `date`, expected the publication date, e.g. date = 2025-01-17");
                 None
@@ -285,7 +294,22 @@ impl V<'_> {
         const EXPECTED: &str = "expected a local date-time such as 2025-01-17T06:00:00 \
                                 (read in the issue's time_zone) or an RFC 3339 instant such as 2025-01-17T05:00:00Z";
         if let Ok(z) = text.parse::<Zoned>() {
-            return Some(z);
+            // jiff resolves a bracketed zone without an offset "compatibly"
+            // (a gap moves forward, a fold takes the first); editors must
+            // say which time they mean, as with the plain form below.
+            let explicit_offset = text
+                .split('[')
+                .next()
+                .is_some_and(|head| head.parse::<jiff::Timestamp>().is_ok());
+            if explicit_offset {
+                return Some(z);
+            }
+            let tz_name = z.time_zone().iana_name().unwrap_or(zone_name).to_string();
+            let civil = text.split('[').next().and_then(|h| h.parse::<DateTime>().ok());
+            return match civil {
+                Some(dt) => self.resolve_local(at, field, dt, &tz_name, z.time_zone()),
+                None => Some(z),
+            };
         }
         if let Ok(ts) = text.parse::<jiff::Timestamp>() {
             return Some(ts.to_zoned(zone.clone()));
@@ -298,6 +322,12 @@ impl V<'_> {
                 return None;
             }
         };
+        self.resolve_local(at, field, dt, zone_name, zone)
+    }
+
+    /// A local date-time in a zone, refusing times that do not exist or
+    /// happen twice there.
+    fn resolve_local(&mut self, at: &At<When>, field: &str, dt: DateTime, zone_name: &str, zone: &TimeZone) -> Option<Zoned> {
         let amb = zone.to_ambiguous_zoned(dt);
         match amb.offset() {
             AmbiguousOffset::Unambiguous { .. } => amb.unambiguous().ok(),
@@ -334,6 +364,9 @@ impl V<'_> {
                     f.span.clone(),
                     "both `body` and `body_file` are given, expected only one",
                 );
+                return None;
+            }
+            (None, None) if self.reported(field) || self.reported(&format!("{field}_file")) => {
                 return None;
             }
             (None, None) => {
@@ -386,7 +419,7 @@ impl V<'_> {
                                 f.value
                             ))
                             .field(file_field)
-                            .at(&sf, Some(at..at + 1)),
+                            .at(&sf, Some(at..at + '\u{fffd}'.len_utf8())),
                         );
                         return None;
                     }
@@ -616,12 +649,16 @@ impl V<'_> {
         };
         let span = at.map_or(0..0, |a| a.span.clone());
         if let Some((other, other_span)) = anchors.get(&anchor) {
-            let (line, _) = self.cx.file.line_col(other_span.start);
+            let place = if other_span.is_empty() {
+                String::new()
+            } else {
+                format!(" (line {})", self.cx.file.line_col(other_span.start).0)
+            };
             self.err(
                 field,
                 span,
                 format!(
-                    "the title “{title}” gives the same anchor `#{anchor}` as {other} (line {line}); expected distinct titles"
+                    "the title “{title}” gives the same anchor `#{anchor}` as {other}{place}; expected distinct titles"
                 ),
             );
             return None;

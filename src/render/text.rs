@@ -208,12 +208,9 @@ pub fn footer(issue: &Issue, marks: &Marks) -> String {
         identity.extend(wrap(&clean(line), WIDTH, "", ""));
     }
     let mut links = view_in_browser(issue);
-    links.extend(wrap(
-        &format!("Unsubscribe: {}", marks.mark(Slot::UnsubscribeUrl)),
-        WIDTH,
-        "",
-        "",
-    ));
+    // The filled URL is ~90 columns: it gets a line of its own (P1).
+    links.push("Unsubscribe:".to_string());
+    links.push(marks.mark(Slot::UnsubscribeUrl));
     let mut lines = vec!["-".repeat(WIDTH)];
     lines.extend(join_blocks(vec![identity, links]));
     finish(lines)
