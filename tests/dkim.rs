@@ -399,7 +399,7 @@ fn throughput() {
     let der = base64::engine::general_purpose::STANDARD
         .decode(der)
         .unwrap();
-    let raw_rsa = DkimSigner::from_key(RsaKey::<Sha256>::from_pkcs1_der(&der).unwrap())
+    let raw_rsa = DkimSigner::from_key(RsaKey::<Sha256>::from_key_der(rustls_pki_types::PrivateKeyDer::Pkcs1(der.clone().into())).unwrap())
         .domain(DOMAIN)
         .selector(RSA_SELECTOR)
         .headers(["from", "to", "subject", "list-unsubscribe"]);
@@ -410,7 +410,7 @@ fn throughput() {
     let ed_der = base64::engine::general_purpose::STANDARD
         .decode(ed_der)
         .unwrap();
-    let raw_ed = DkimSigner::from_key(Ed25519Key::from_bytes(&ed_der[16..]).unwrap())
+    let raw_ed = DkimSigner::from_key(Ed25519Key::from_pkcs8_maybe_unchecked_der(&ed_der).unwrap())
         .domain(DOMAIN)
         .selector(ED_SELECTOR)
         .headers(["from", "to", "subject", "list-unsubscribe"]);
