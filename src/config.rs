@@ -41,6 +41,12 @@ pub struct Config {
     pub dkim: Option<DkimConfig>,
     /// Unsubscribe links and tokens.
     pub unsubscribe: UnsubscribeConfig,
+    /// The unsubscribe endpoint (`briefing serve`).
+    #[serde(default)]
+    pub serve: ServeConfig,
+    /// The static web archive (`briefing archive`).
+    #[serde(default)]
+    pub archive: ArchiveConfig,
     /// Folder that relative paths in this config are resolved against.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -71,6 +77,9 @@ pub struct NewsletterConfig {
     pub salutation: String,
     /// Base of the web archive; an issue's page is `<base>/<slug>/`.
     pub archive_base_url: String,
+    /// Where readers subscribe (archive pages link it instead of unsubscribe).
+    #[serde(default)]
+    pub subscribe_url: Option<String>,
 }
 
 fn default_language() -> String {
@@ -300,6 +309,71 @@ pub struct UnsubscribeConfig {
     /// File holding the token secret (used when the variable is unset).
     #[serde(default)]
     pub secret_file: Option<PathBuf>,
+    /// Environment variable with earlier secrets, comma-separated: tokens
+    /// made with them still verify while mail sent before a rotation is
+    /// in inboxes.
+    #[serde(default = "default_previous_env")]
+    pub previous_secrets_env: String,
+}
+
+fn default_previous_env() -> String {
+    "BRIEFING_UNSUBSCRIBE_PREVIOUS_SECRETS".into()
+}
+
+/// `briefing serve`: the one-click unsubscribe endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Address to listen on (behind a reverse proxy).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Request bodies larger than this are refused (413).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            max_body_bytes: default_max_body(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_max_body() -> usize {
+    4096
+}
+
+/// `briefing archive`: the static web archive.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// Output folder.
+    #[serde(default = "default_archive_out")]
+    pub out: PathBuf,
+    /// Issues per index page.
+    #[serde(default = "default_per_page")]
+    pub per_page: usize,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        Self {
+            out: default_archive_out(),
+            per_page: default_per_page(),
+        }
+    }
+}
+
+fn default_archive_out() -> PathBuf {
+    PathBuf::from("site")
+}
+fn default_per_page() -> usize {
+    50
 }
 
 fn default_secret_env() -> String {

@@ -14,7 +14,9 @@ use briefing::manifest::{self, LoadedIssue};
 use briefing::personalize::Recipient;
 use briefing::{lint, preview, recipients, render, token};
 
+mod archive_cmd;
 mod send_cmd;
+mod serve_cmd;
 
 // glibc returns the ~100 KB message buffers to the kernel after each
 // recipient and faults them back in for the next; mimalloc keeps them, which
@@ -66,11 +68,26 @@ enum Command {
         /// Preview as this recipient (from the configured lists).
         #[arg(long)]
         recipient: Option<String>,
+        /// Serve a live preview that reloads when a file changes.
+        #[arg(long)]
+        watch: bool,
+        /// Address for --watch.
+        #[arg(long, default_value = "127.0.0.1:4000")]
+        listen: String,
     },
     /// Send an issue to every subscriber (or test copies with --to).
     Send(send_cmd::SendArgs),
     /// Show how a send went, or the state of every issue in a folder.
     Status(send_cmd::StatusArgs),
+    /// Serve one-click unsubscribe (RFC 8058) behind a reverse proxy.
+    Serve(serve_cmd::ServeArgs),
+    /// Manage the suppression list.
+    Suppress {
+        #[command(subcommand)]
+        command: serve_cmd::SuppressCommand,
+    },
+    /// Build the static web archive of published issues.
+    Archive(archive_cmd::ArchiveArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,11 +107,21 @@ fn main() -> ExitCode {
         Command::Check { issue, strict } => check(&issue, strict, &config, clock.as_ref()),
         Command::Preview {
             issue,
+            watch: true,
+            listen,
+            ..
+        } => archive_cmd::watch(&issue, &listen, cli.config.as_deref(), clock.as_ref()),
+        Command::Preview {
+            issue,
             out,
             recipient,
+            ..
         } => preview_cmd(&issue, &out, recipient.as_deref(), &config, clock.as_ref()),
         Command::Send(args) => send_cmd::send(args, &config, clock),
         Command::Status(args) => send_cmd::status(args, &config, clock.as_ref()),
+        Command::Serve(args) => serve_cmd::serve(args, &config, clock),
+        Command::Suppress { command } => serve_cmd::suppress(command, &config, clock.as_ref()),
+        Command::Archive(args) => archive_cmd::archive(args, &config, clock.as_ref()),
     };
     ExitCode::from(code)
 }
