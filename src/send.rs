@@ -319,12 +319,21 @@ fn next(job: &SendJob, shared: &Shared) -> Result<Next, SendError> {
             return Ok(Next::Row(d));
         }
     }
-    if shared.budget.load(Ordering::SeqCst) > 0 {
-        let ledger = shared.ledger()?;
-        let claimed = ledger.claim_next(slug, job.kind, || job.prepared.new_message_id(), now)?;
-        if let Some(d) = claimed {
-            shared.budget.fetch_sub(1, Ordering::SeqCst);
-            return Ok(Next::Row(d));
+    // Take one unit of --limit before claiming, and give it back if there
+    // was nothing to claim, so concurrent workers never overshoot it.
+    let took = shared
+        .budget
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1))
+        .is_ok();
+    if took {
+        let claimed = shared
+            .ledger()?
+            .claim_next(slug, job.kind, || job.prepared.new_message_id(), now)?;
+        match claimed {
+            Some(d) => return Ok(Next::Row(d)),
+            None => {
+                shared.budget.fetch_add(1, Ordering::SeqCst);
+            }
         }
     }
     let q = shared.retries.lock().map_err(|_| SendError::Poisoned)?;
