@@ -414,21 +414,46 @@ impl Ledger {
         }
     }
 
-    /// Claims a row for a retry by id (it must be pending).
+    /// Claims a row for a retry by id (it must be pending). The retry keeps
+    /// the first try's Message-ID, so a receiver that did get the first try
+    /// after all can tell the two copies are one message. An address
+    /// suppressed since the first try is marked `suppressed` instead.
     pub fn claim_retry(&self, id: i64, message_id: String, now: Timestamp) -> Result<Option<Delivery>, LedgerError> {
-        let row: Option<(String, String, String, u32)> = self
+        let row: Option<(String, String, String, u32, Option<String>, bool)> = self
             .conn
             .query_row(
-                "SELECT email, name, fields, attempts FROM deliveries WHERE id = ?1 AND state = 'pending'",
+                "SELECT d.email, d.name, d.fields, d.attempts, d.message_id,
+                        d.kind = 'real' AND EXISTS (SELECT 1 FROM suppressions s WHERE s.email_key = d.email_key)
+                 FROM deliveries d WHERE d.id = ?1 AND d.state = 'pending'",
                 params![id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
             )
             .optional()
             .map_err(|e| self.err(e))?;
         match row {
-            Some((email, name, fields, attempts)) => self.claim(id, email, name, fields, attempts, message_id, now).map(Some),
+            Some((_, _, _, _, _, true)) => {
+                self.set_state(id, DeliveryState::Suppressed, Some("on the suppression list"), now)?;
+                Ok(None)
+            }
+            Some((email, name, fields, attempts, earlier_id, false)) => {
+                let message_id = earlier_id.unwrap_or(message_id);
+                self.claim(id, email, name, fields, attempts, message_id, now).map(Some)
+            }
             None => Ok(None),
         }
+    }
+
+    /// Puts a claimed row back untouched: the transport failed before the
+    /// message reached a server, so the try does not count.
+    pub fn release(&self, id: i64, reply: &str, now: Timestamp) -> Result<(), LedgerError> {
+        self.conn
+            .execute(
+                "UPDATE deliveries SET state = 'pending', attempts = MAX(attempts - 1, 0), last_reply = ?2, updated_at = ?3
+                 WHERE id = ?1",
+                params![id, reply, now.to_string()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]

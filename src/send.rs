@@ -459,8 +459,9 @@ async fn deliver(job: &SendJob, shared: &Shared, progress: &dyn Progress, conn: 
             }
         }
         Err(DeliveryError::Fatal(reply)) => {
-            // Nothing reached the server: the row goes back to the queue.
-            shared.ledger()?.set_state(d.id, DeliveryState::Pending, Some(&reply), now)?;
+            // Nothing reached the server: the row goes back to the queue as
+            // if it had not been tried.
+            shared.ledger()?.release(d.id, &reply, now)?;
             let mut fatal = shared.fatal.lock().map_err(|_| SendError::Poisoned)?;
             fatal.get_or_insert(reply);
         }

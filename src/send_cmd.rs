@@ -288,7 +288,8 @@ fn report_summary(loaded: &LoadedIssue, s: &Summary, clock: &dyn Clock, dry_run:
         elog(clock, "interrupted; rerun the same command to resume");
         return exit::INTERRUPTED;
     }
-    if c.failed > 0 {
+    // Uncertain recipients are not known to be delivered: not a clean run.
+    if c.failed > 0 || c.uncertain > 0 {
         return exit::SOME_FAILED;
     }
     exit::OK

@@ -446,6 +446,13 @@ async fn connect(s: &SmtpSettings) -> Result<AsyncSmtpConnection, DeliveryError>
         }
         conn
     };
+    if s.credentials.is_some() && !conn.is_encrypted() && !is_loopback(&s.host) {
+        return Err(DeliveryError::Fatal(format!(
+            "{}:{} offers no STARTTLS, so the password would cross the network in clear text; \
+             expected a server with STARTTLS (tls=required) or smtps://",
+            s.host, s.port
+        )));
+    }
     if let Some(creds) = &s.credentials {
         conn.auth(&[Mechanism::Plain, Mechanism::Login], creds)
             .await
