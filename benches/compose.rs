@@ -17,7 +17,6 @@ use briefing::message::{Personal, PreparedIssue, Sender};
 use briefing::personalize::Recipient;
 use briefing::token::Secret;
 
-
 fn main() {
     // BENCH_recipients and BENCH_ONLY_OURS shrink the run for profilers.
     let recipients: usize = std::env::var("BENCH_recipients")
@@ -35,7 +34,10 @@ fn main() {
     let secret = Secret::new("bench");
     let people: Vec<Recipient> = (0..recipients)
         .map(|i| {
-            let mut r = Recipient::new(format!("reader{i}@example.org"), format!("Reader Nummer {i}"));
+            let mut r = Recipient::new(
+                format!("reader{i}@example.org"),
+                format!("Reader Nummer {i}"),
+            );
             r.fields.push(("company".into(), format!("Firma {i} GmbH")));
             r
         })
@@ -80,7 +82,9 @@ fn main() {
             .subject(loaded.issue.subject.clone())
             .date(date)
             .message_id(Some(prepared.new_message_id()))
-            .multipart(lettre::message::MultiPart::alternative_plain_html(text, html))
+            .multipart(lettre::message::MultiPart::alternative_plain_html(
+                text, html,
+            ))
             .expect("message builds");
         bytes += m.formatted().len();
     }
@@ -88,12 +92,18 @@ fn main() {
 
     println!("personalisation, {recipients} recipients, {avg} bytes a message, one core:");
     println!("  briefing (encode once, splice slots)  {ours:>10.0} messages/s   target > 20,000");
-    println!("  reference (lettre, full build each)   {reference:>10.0} messages/s   ratio {:.1}x", ours / reference);
+    println!(
+        "  reference (lettre, full build each)   {reference:>10.0} messages/s   ratio {:.1}x",
+        ours / reference
+    );
 
     // DKIM on top (RSA-2048 + Ed25519), the other per-message CPU cost.
-    let rsa = std::fs::read_to_string(root.join("tests/fixtures/dkim/rsa2048.pem")).expect("test key");
-    let ed = std::fs::read_to_string(root.join("tests/fixtures/dkim/ed25519.pem")).expect("test key");
-    let signer = Signer::new("briefing.example.org", "rsa", &rsa, Some(("ed", &ed))).expect("keys parse");
+    let rsa =
+        std::fs::read_to_string(root.join("tests/fixtures/dkim/rsa2048.pem")).expect("test key");
+    let ed =
+        std::fs::read_to_string(root.join("tests/fixtures/dkim/ed25519.pem")).expect("test key");
+    let signer =
+        Signer::new("briefing.example.org", "rsa", &rsa, Some(("ed", &ed))).expect("keys parse");
     let rsa_only = Signer::new("briefing.example.org", "rsa", &rsa, None).expect("keys parse");
     let n = 1_000;
     for (label, s) in [("RSA-2048", &rsa_only), ("RSA-2048 + Ed25519", &signer)] {
@@ -111,7 +121,7 @@ fn main() {
                     test: false,
                 })
                 .expect("message builds");
-            let signed = s.sign(&m).expect("signs");
+            let signed = s.sign(&m, jiff::Timestamp::UNIX_EPOCH).expect("signs");
             bytes += signed.len();
         }
         let rate = n as f64 / start.elapsed().as_secs_f64();

@@ -45,12 +45,10 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use mail_auth::common::crypto::{Algorithm, Ed25519Key, RsaKey, Sha256, SigningKey};
-use rustls_pki_types::{PrivateKeyDer, PrivatePkcs1KeyDer};
+use mail_auth::common::crypto::{Algorithm, Ed25519Key, Sha256, SigningKey};
 use mail_auth::common::headers::{Writable, Writer};
 use mail_auth::dkim::{Canonicalization, Signature};
 use sha2::Digest;
@@ -167,7 +165,7 @@ const EXPECT_ED25519: &str = "an unencrypted Ed25519 private key in PKCS#8 PEM \
 pub struct Signer {
     domain: String,
     rsa_selector: String,
-    rsa: RsaKey<Sha256>,
+    rsa: RsaKey,
     ed25519: Option<(String, Ed25519Key)>,
 }
 
@@ -264,13 +262,11 @@ impl Signer {
         &self.domain
     }
 
-    /// Signs `message` (CRLF line endings, complete headers and body) and
-    /// returns it with the `DKIM-Signature` fields prepended: RSA first,
-    /// then Ed25519 when configured.
-    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, DkimError> {
-        let t = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+    /// Signs `message` (CRLF line endings, complete headers and body) at
+    /// `now` (the `t=` tag) and returns it with the `DKIM-Signature` fields
+    /// prepended: RSA first, then Ed25519 when configured.
+    pub fn sign(&self, message: &[u8], now: jiff::Timestamp) -> Result<Vec<u8>, DkimError> {
+        let t = u64::try_from(now.as_second()).unwrap_or(0);
         let (fields, body) = split_message(message)?;
         let (signed, h) = select_fields(&fields)?;
         // Both signatures use relaxed body canonicalization and SHA-256, so
@@ -297,6 +293,35 @@ impl Signer {
         }
         out.extend_from_slice(message);
         Ok(out)
+    }
+}
+
+/// An RSA private key signed with aws-lc-rs: RSA-2048 there runs at about
+/// the speed of OpenSSL (3,900 signatures/s on one core here), against
+/// ~1,600 for ring and ~650 for the pure-Rust `rsa` crate, and signing is
+/// the largest per-message cost of a send.
+struct RsaKey(aws_lc_rs::signature::RsaKeyPair);
+
+impl SigningKey for RsaKey {
+    type Hasher = Sha256;
+
+    fn sign(&self, input: impl mail_auth::common::headers::Writable) -> mail_auth::Result<Vec<u8>> {
+        let mut data = Vec::with_capacity(1024);
+        input.write(&mut data);
+        let mut signature = vec![0; self.0.public_modulus_len()];
+        self.0
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                &data,
+                &mut signature,
+            )
+            .map_err(|e| mail_auth::Error::CryptoError(e.to_string()))?;
+        Ok(signature)
+    }
+
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::RsaSha256
     }
 }
 
@@ -446,47 +471,70 @@ fn select_fields<'m>(fields: &[Field<'m>]) -> Result<(Vec<Field<'m>>, Vec<String
 /// lines at the end of the body as empty lines, against the RFC and
 /// dkimpy, whose verification then fails with "body hash mismatch".
 fn relaxed_body_hash(body: &[u8]) -> sha2::digest::Output<sha2::Sha256> {
-    const FLUSH_AT: usize = 16 * 1024;
+    // Most lines of a quoted-printable body are already canonical (CRLF, no
+    // tabs, no runs of spaces, nothing trailing): such runs of lines are
+    // hashed straight from the message, and only the others are rewritten.
     let mut hasher = sha2::Sha256::new();
-    let mut buf: Vec<u8> = Vec::with_capacity(FLUSH_AT + 1024);
+    let mut buf: Vec<u8> = Vec::new();
     // Empty lines seen but not yet written: they count only if a
     // non-empty line follows.
     let mut pending_empty = 0usize;
-    let mut rest = body;
-    while !rest.is_empty() {
-        let (line, after) = match rest.iter().position(|&b| b == b'\n') {
-            Some(n) => (&rest[..n], &rest[n + 1..]),
-            None => (rest, &rest[rest.len()..]),
+    // Start of the run of canonical lines not yet hashed.
+    let mut run_start = 0usize;
+    let mut pos = 0usize;
+    while pos < body.len() {
+        let (raw_end, next) = match memchr::memchr(b'\n', &body[pos..]) {
+            Some(n) => (pos + n, pos + n + 1),
+            None => (body.len(), body.len()),
         };
-        rest = after;
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let line = trim_wsp_end(line);
-        if line.is_empty() {
-            pending_empty += 1;
+        let raw = &body[pos..raw_end];
+        let has_cr = raw.last() == Some(&b'\r');
+        let line = if has_cr { &raw[..raw.len() - 1] } else { raw };
+        let trimmed = trim_wsp_end(line);
+        let canonical = has_cr
+            && next <= body.len()
+            && raw_end < body.len()
+            && trimmed.len() == line.len()
+            && !line.is_empty()
+            && !line.contains(&b'\t')
+            && memchr::memmem::find(line, b"  ").is_none();
+        if canonical && pending_empty == 0 {
+            pos = next;
             continue;
         }
-        for _ in 0..pending_empty {
-            buf.extend_from_slice(b"\r\n");
-        }
-        pending_empty = 0;
-        let mut text = line;
-        while let Some(ws) = text.iter().position(|&b| b == b' ' || b == b'\t') {
-            buf.extend_from_slice(&text[..ws]);
-            buf.push(b' ');
-            let run = text[ws..]
-                .iter()
-                .take_while(|&&b| b == b' ' || b == b'\t')
-                .count();
-            text = &text[ws + run..];
-        }
-        buf.extend_from_slice(text);
-        buf.extend_from_slice(b"\r\n");
-        if buf.len() >= FLUSH_AT {
-            hasher.update(&buf);
+        hasher.update(&body[run_start..pos]);
+        if trimmed.is_empty() {
+            pending_empty += 1;
+        } else {
+            for _ in 0..pending_empty {
+                hasher.update(b"\r\n");
+            }
+            pending_empty = 0;
+            if canonical {
+                // The run restarts at this line, which needs no rewriting.
+                run_start = pos;
+                pos = next;
+                continue;
+            }
             buf.clear();
+            let mut text = trimmed;
+            while let Some(ws) = text.iter().position(|&b| b == b' ' || b == b'\t') {
+                buf.extend_from_slice(&text[..ws]);
+                buf.push(b' ');
+                let run = text[ws..]
+                    .iter()
+                    .take_while(|&&b| b == b' ' || b == b'\t')
+                    .count();
+                text = &text[ws + run..];
+            }
+            buf.extend_from_slice(text);
+            buf.extend_from_slice(b"\r\n");
+            hasher.update(&buf);
         }
+        run_start = next;
+        pos = next;
     }
-    hasher.update(&buf);
+    hasher.update(&body[run_start..pos.min(body.len())]);
     hasher.finalize()
 }
 
@@ -542,7 +590,7 @@ enum Pkcs8<'a> {
     Other,
 }
 
-fn parse_rsa(pem: &str, file: &str) -> Result<RsaKey<Sha256>, DkimError> {
+fn parse_rsa(pem: &str, file: &str) -> Result<RsaKey, DkimError> {
     let bad = |problem: String| DkimError::BadKey {
         file: file.to_owned(),
         problem,
@@ -565,9 +613,8 @@ fn parse_rsa(pem: &str, file: &str) -> Result<RsaKey<Sha256>, DkimError> {
             bits,
         });
     }
-    // ring signs RSA-2048 about 3x faster than the pure-Rust `rsa` crate,
-    // and signing is the largest per-message cost of a send.
-    RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(pkcs1)))
+    aws_lc_rs::signature::RsaKeyPair::from_der(&pkcs1)
+        .map(RsaKey)
         .map_err(|e| bad(format!("invalid RSA key ({e})")))
 }
 
@@ -911,7 +958,7 @@ mod tests {
                 }
             }
             msg.extend_from_slice(b"\r\nbody\r\n");
-            let signed = s.sign(&msg).unwrap();
+            let signed = s.sign(&msg, jiff::Timestamp::UNIX_EPOCH).unwrap();
             let head = &signed[..signed.len() - msg.len()];
             assert!(
                 !head.windows(4).any(|w| w == b"\t;\r\n"),

@@ -34,7 +34,9 @@ pub enum SendError {
     #[error(transparent)]
     List(#[from] ListError),
     /// The issue was already sent completely.
-    #[error("issue `{issue}` was already sent ({sent} delivered, finished {finished}); nothing to do. `briefing status` shows the details")]
+    #[error(
+        "issue `{issue}` was already sent ({sent} delivered, finished {finished}); nothing to do. `briefing status` shows the details"
+    )]
     AlreadySent {
         /// The issue slug.
         issue: String,
@@ -149,12 +151,20 @@ impl Summary {
     /// Messages per second in this run.
     pub fn rate(&self) -> f64 {
         let secs = self.duration.as_secs_f64();
-        if secs > 0.0 { self.sent_now as f64 / secs } else { 0.0 }
+        if secs > 0.0 {
+            self.sent_now as f64 / secs
+        } else {
+            0.0
+        }
     }
 }
 
 /// Runs a send to completion (or until stopped).
-pub async fn run(job: SendJob, config: &Config, progress: Arc<dyn Progress>) -> Result<Summary, SendError> {
+pub async fn run(
+    job: SendJob,
+    config: &Config,
+    progress: Arc<dyn Progress>,
+) -> Result<Summary, SendError> {
     let started = Instant::now();
     let slug = job.prepared.slug.clone();
     let kind = job.kind;
@@ -221,7 +231,10 @@ pub async fn run(job: SendJob, config: &Config, progress: Arc<dyn Progress>) -> 
         sent_now: AtomicU64::new(0),
         fatal: Mutex::new(None),
         wake: tokio::sync::Notify::new(),
-        pacer: Pacer::new(config.transport.rate_per_second, config.transport.rate_per_hour),
+        pacer: Pacer::new(
+            config.transport.rate_per_second,
+            config.transport.rate_per_hour,
+        ),
         envelope_from,
         unsubscribe_base: config.clone(),
         max_attempts: config.transport.max_attempts.max(1),
@@ -238,9 +251,12 @@ pub async fn run(job: SendJob, config: &Config, progress: Arc<dyn Progress>) -> 
     };
     let mut handles = Vec::new();
     for _ in 0..workers {
-        let (job, shared, progress) = (Arc::clone(&job), Arc::clone(&shared), Arc::clone(&progress));
+        let (job, shared, progress) =
+            (Arc::clone(&job), Arc::clone(&shared), Arc::clone(&progress));
         let conn = job.transport.connection(&folder);
-        handles.push(tokio::spawn(async move { worker(job, shared, progress, conn).await }));
+        handles.push(tokio::spawn(async move {
+            worker(job, shared, progress, conn).await
+        }));
     }
     let mut first_error = None;
     for h in handles {
@@ -254,10 +270,17 @@ pub async fn run(job: SendJob, config: &Config, progress: Arc<dyn Progress>) -> 
         return Err(e);
     }
     let shared = Arc::try_unwrap(shared).map_err(|_| SendError::Poisoned)?;
-    let ledger = shared.ledger.into_inner().map_err(|_| SendError::Poisoned)?;
+    let ledger = shared
+        .ledger
+        .into_inner()
+        .map_err(|_| SendError::Poisoned)?;
     let counts = ledger.counts(&slug, kind)?;
     let interrupted = job.stop.load(Ordering::SeqCst);
-    let state = if counts.pending == 0 && counts.sending == 0 { "done" } else { "stopped" };
+    let state = if counts.pending == 0 && counts.sending == 0 {
+        "done"
+    } else {
+        "stopped"
+    };
     ledger.finish(&slug, kind, state, job.clock.now())?;
     Ok(Summary {
         counts,
@@ -326,9 +349,10 @@ fn next(job: &SendJob, shared: &Shared) -> Result<Next, SendError> {
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1))
         .is_ok();
     if took {
-        let claimed = shared
-            .ledger()?
-            .claim_next(slug, job.kind, || job.prepared.new_message_id(), now)?;
+        let claimed =
+            shared
+                .ledger()?
+                .claim_next(slug, job.kind, || job.prepared.new_message_id(), now)?;
         match claimed {
             Some(d) => return Ok(Next::Row(d)),
             None => {
@@ -347,7 +371,12 @@ fn next(job: &SendJob, shared: &Shared) -> Result<Next, SendError> {
     Ok(Next::Done)
 }
 
-async fn worker(job: Arc<SendJob>, shared: Arc<Shared>, progress: Arc<dyn Progress>, mut conn: Connection) -> Result<(), SendError> {
+async fn worker(
+    job: Arc<SendJob>,
+    shared: Arc<Shared>,
+    progress: Arc<dyn Progress>,
+    mut conn: Connection,
+) -> Result<(), SendError> {
     loop {
         if shared.stopped(&job) {
             break;
@@ -360,7 +389,9 @@ async fn worker(job: Arc<SendJob>, shared: Arc<Shared>, progress: Arc<dyn Progre
             Ok(Next::Row(d)) => d,
             Ok(Next::Wait(until)) => {
                 shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-                let wait = until.map_or(Duration::from_millis(200), |t| t.saturating_duration_since(Instant::now()));
+                let wait = until.map_or(Duration::from_millis(200), |t| {
+                    t.saturating_duration_since(Instant::now())
+                });
                 let _ = tokio::time::timeout(wait, shared.wake.notified()).await;
                 continue;
             }
@@ -384,7 +415,13 @@ async fn worker(job: Arc<SendJob>, shared: Arc<Shared>, progress: Arc<dyn Progre
     Ok(())
 }
 
-async fn deliver(job: &SendJob, shared: &Shared, progress: &dyn Progress, conn: &mut Connection, d: Delivery) -> Result<(), SendError> {
+async fn deliver(
+    job: &SendJob,
+    shared: &Shared,
+    progress: &dyn Progress,
+    conn: &mut Connection,
+    d: Delivery,
+) -> Result<(), SendError> {
     let cfg = &shared.unsubscribe_base;
     let token = job.secret.token(&cfg.sender.list_id, &d.recipient.email);
     let url = unsubscribe_url(cfg, &token);
@@ -399,7 +436,9 @@ async fn deliver(job: &SendJob, shared: &Shared, progress: &dyn Progress, conn: 
         test: job.kind == SendKind::Test,
     });
     let fail = |reply: String| -> Result<(), SendError> {
-        shared.ledger()?.set_state(d.id, DeliveryState::Failed, Some(&reply), job.clock.now())?;
+        shared
+            .ledger()?
+            .set_state(d.id, DeliveryState::Failed, Some(&reply), job.clock.now())?;
         progress.event(&Event::Failed {
             email: d.recipient.email.clone(),
             reply,
@@ -411,7 +450,7 @@ async fn deliver(job: &SendJob, shared: &Shared, progress: &dyn Progress, conn: 
         Err(e) => return fail(e.to_string()),
     };
     let bytes = match &job.signer {
-        Some(s) => match s.sign(&bytes) {
+        Some(s) => match s.sign(&bytes, now) {
             Ok(b) => b,
             Err(e) => return fail(format!("DKIM signing failed: {e}")),
         },
@@ -426,17 +465,26 @@ async fn deliver(job: &SendJob, shared: &Shared, progress: &dyn Progress, conn: 
         Err(e) => return fail(format!("invalid envelope: {e}")),
     };
     shared.pacer.wait().await;
-    let result = conn.send(&envelope, &bytes, &outbox_name(&d.recipient.email)).await;
+    let result = conn
+        .send(&envelope, &bytes, &outbox_name(&d.recipient.email))
+        .await;
     let now = job.clock.now();
     match result {
         Ok(reply) => {
-            shared.ledger()?.set_state(d.id, DeliveryState::Sent, Some(&reply), now)?;
+            shared
+                .ledger()?
+                .set_state(d.id, DeliveryState::Sent, Some(&reply), now)?;
             shared.sent_now.fetch_add(1, Ordering::SeqCst);
             progress.event(&Event::Delivered);
         }
-        Err(DeliveryError::Permanent { reply, unknown_user }) => {
+        Err(DeliveryError::Permanent {
+            reply,
+            unknown_user,
+        }) => {
             if unknown_user && job.kind == SendKind::Real && !job.dry_run {
-                shared.ledger()?.suppress(&d.recipient.email, "hard-bounce", "smtp", now)?;
+                shared
+                    .ledger()?
+                    .suppress(&d.recipient.email, "hard-bounce", "smtp", now)?;
             }
             fail(reply)?;
         }
@@ -444,7 +492,9 @@ async fn deliver(job: &SendJob, shared: &Shared, progress: &dyn Progress, conn: 
             if d.attempts >= shared.max_attempts {
                 fail(format!("gave up after {} tries: {reply}", d.attempts))?;
             } else {
-                shared.ledger()?.set_state(d.id, DeliveryState::Pending, Some(&reply), now)?;
+                shared
+                    .ledger()?
+                    .set_state(d.id, DeliveryState::Pending, Some(&reply), now)?;
                 let delay = backoff(shared.backoff, d.attempts);
                 shared
                     .retries
@@ -514,7 +564,12 @@ impl Pacer {
     }
 }
 
-fn import(job: &SendJob, config: &Config, ledger: &mut Ledger, progress: &dyn Progress) -> Result<(), SendError> {
+fn import(
+    job: &SendJob,
+    config: &Config,
+    ledger: &mut Ledger,
+    progress: &dyn Progress,
+) -> Result<(), SendError> {
     let slug = job.prepared.slug.clone();
     let list_id = config.sender.list_id.clone();
     let secret = job.secret.clone();
@@ -581,7 +636,11 @@ fn import(job: &SendJob, config: &Config, ledger: &mut Ledger, progress: &dyn Pr
 }
 
 /// Loads `send.suppressed` (CSV: email, optional reason) into the ledger.
-fn import_suppression_file(config: &Config, ledger: &Ledger, now: jiff::Timestamp) -> Result<(), SendError> {
+fn import_suppression_file(
+    config: &Config,
+    ledger: &Ledger,
+    now: jiff::Timestamp,
+) -> Result<(), SendError> {
     let path = config.resolve(&config.send.suppressed);
     if !path.exists() {
         return Ok(());
@@ -606,7 +665,11 @@ fn import_suppression_file(config: &Config, ledger: &Ledger, now: jiff::Timestam
 }
 
 /// Dry runs count suppressions recorded by earlier real sends too.
-fn copy_suppressions(config: &Config, into: &Ledger, now: jiff::Timestamp) -> Result<(), SendError> {
+fn copy_suppressions(
+    config: &Config,
+    into: &Ledger,
+    now: jiff::Timestamp,
+) -> Result<(), SendError> {
     let path = config.resolve(&config.send.ledger);
     if !path.exists() {
         return Ok(());

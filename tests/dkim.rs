@@ -201,7 +201,9 @@ fn assert_all_fail(tampered: &[u8], what: &str, reason: &str) {
 #[test]
 fn both_signatures_pass_an_independent_verifier() {
     let unsigned = message(40);
-    let signed = signer().sign(&unsigned).unwrap();
+    let signed = signer()
+        .sign(&unsigned, jiff::Timestamp::UNIX_EPOCH)
+        .unwrap();
     assert!(signed.ends_with(&unsigned), "signatures are prepended only");
     let head = String::from_utf8_lossy(&signed[..signed.len() - unsigned.len()]);
     assert!(head.starts_with("DKIM-Signature: "), "{head}");
@@ -253,7 +255,13 @@ fn header_variants_and_body_sizes_all_pass() {
         (5, false, true),
         (300, true, true),
     ] {
-        signed.push(s.sign(&message_with(lines, reply_to, feedback_id)).unwrap());
+        signed.push(
+            s.sign(
+                &message_with(lines, reply_to, feedback_id),
+                jiff::Timestamp::UNIX_EPOCH,
+            )
+            .unwrap(),
+        );
     }
     let refs: Vec<&[u8]> = signed.iter().map(Vec::as_slice).collect();
     let (verdicts, ok) = verify(&refs);
@@ -288,8 +296,10 @@ fn hand_written_edge_cases_pass() {
     let empty = "From: a@briefing.example.org\r\nSubject: nothing\r\n\r\n";
     let s = signer();
     let signed = [
-        s.sign(edge.as_bytes()).unwrap(),
-        s.sign(empty.as_bytes()).unwrap(),
+        s.sign(edge.as_bytes(), jiff::Timestamp::UNIX_EPOCH)
+            .unwrap(),
+        s.sign(empty.as_bytes(), jiff::Timestamp::UNIX_EPOCH)
+            .unwrap(),
     ];
     let (verdicts, ok) = verify(&[&signed[0], &signed[1]]);
     assert!(ok, "{verdicts:#?}");
@@ -303,7 +313,9 @@ fn hand_written_edge_cases_pass() {
 
 #[test]
 fn relaxed_canonicalization_survives_refolding() {
-    let signed = signer().sign(&message(3)).unwrap();
+    let signed = signer()
+        .sign(&message(3), jiff::Timestamp::UNIX_EPOCH)
+        .unwrap();
     // What a relay may do: change the whitespace after a colon.
     let at = find(&signed, b"List-Id: ") + b"List-Id:".len();
     let mut refolded = signed[..at].to_vec();
@@ -315,7 +327,9 @@ fn relaxed_canonicalization_survives_refolding() {
 
 #[test]
 fn changed_subject_fails() {
-    let mut signed = signer().sign(&message(3)).unwrap();
+    let mut signed = signer()
+        .sign(&message(3), jiff::Timestamp::UNIX_EPOCH)
+        .unwrap();
     // The encoded word's first base64 character after `?b?`.
     let at = find(&signed, b"\r\nSubject: ");
     let at = at + find(&signed[at..], b"?b?") + 3;
@@ -325,7 +339,9 @@ fn changed_subject_fails() {
 
 #[test]
 fn changed_unsubscribe_url_fails() {
-    let mut signed = signer().sign(&message(3)).unwrap();
+    let mut signed = signer()
+        .sign(&message(3), jiff::Timestamp::UNIX_EPOCH)
+        .unwrap();
     let at = find(&signed, b"tok3n42") + 6;
     signed[at] = b'3';
     assert_all_fail(
@@ -337,7 +353,9 @@ fn changed_unsubscribe_url_fails() {
 
 #[test]
 fn changed_body_fails() {
-    let mut signed = signer().sign(&message(3)).unwrap();
+    let mut signed = signer()
+        .sign(&message(3), jiff::Timestamp::UNIX_EPOCH)
+        .unwrap();
     let at = find(&signed, b"Trade figures") + 1;
     signed[at] = b'X';
     assert_all_fail(&signed, "changed body", "body hash mismatch");
@@ -346,7 +364,9 @@ fn changed_body_fails() {
 #[test]
 fn added_second_list_unsubscribe_fails() {
     // Oversigning: a second instance of a signed field breaks the signature.
-    let signed = signer().sign(&message(3)).unwrap();
+    let signed = signer()
+        .sign(&message(3), jiff::Timestamp::UNIX_EPOCH)
+        .unwrap();
     let at = find(&signed, b"\r\n\r\n") + 2;
     let mut tampered = signed[..at].to_vec();
     tampered.extend_from_slice(b"List-Unsubscribe: <https://evil.example/u>\r\n");
@@ -361,7 +381,7 @@ fn added_second_list_unsubscribe_fails() {
 #[test]
 fn rsa_only_signer_adds_one_signature() {
     let s = Signer::new(DOMAIN, RSA_SELECTOR, &fixture("rsa2048-pkcs8.pem"), None).unwrap();
-    let signed = s.sign(&message(3)).unwrap();
+    let signed = s.sign(&message(3), jiff::Timestamp::UNIX_EPOCH).unwrap();
     let (verdicts, ok) = verify(&[&signed]);
     assert!(ok, "{verdicts:#?}");
     assert_eq!(verdicts.len(), 1);
@@ -399,10 +419,13 @@ fn throughput() {
     let der = base64::engine::general_purpose::STANDARD
         .decode(der)
         .unwrap();
-    let raw_rsa = DkimSigner::from_key(RsaKey::<Sha256>::from_key_der(rustls_pki_types::PrivateKeyDer::Pkcs1(der.clone().into())).unwrap())
-        .domain(DOMAIN)
-        .selector(RSA_SELECTOR)
-        .headers(["from", "to", "subject", "list-unsubscribe"]);
+    let raw_rsa = DkimSigner::from_key(
+        RsaKey::<Sha256>::from_key_der(rustls_pki_types::PrivateKeyDer::Pkcs1(der.clone().into()))
+            .unwrap(),
+    )
+    .domain(DOMAIN)
+    .selector(RSA_SELECTOR)
+    .headers(["from", "to", "subject", "list-unsubscribe"]);
     let ed_der = fixture("ed25519.pem")
         .lines()
         .filter(|l| !l.starts_with("-----"))
@@ -418,10 +441,10 @@ fn throughput() {
     for lines in [0, 400] {
         let msg = message(lines);
         rate("Signer RSA-2048", &msg, |m| {
-            rsa_only.sign(m).unwrap();
+            rsa_only.sign(m, jiff::Timestamp::UNIX_EPOCH).unwrap();
         });
         rate("Signer RSA-2048 + Ed25519", &msg, |m| {
-            both.sign(m).unwrap();
+            both.sign(m, jiff::Timestamp::UNIX_EPOCH).unwrap();
         });
         rate("mail-auth DkimSigner RSA-2048 alone", &msg, |m| {
             raw_rsa.sign(m).unwrap();
