@@ -476,6 +476,7 @@ fn relaxed_body_hash(body: &[u8]) -> sha2::digest::Output<sha2::Sha256> {
     // hashed straight from the message, and only the others are rewritten.
     let mut hasher = sha2::Sha256::new();
     let mut buf: Vec<u8> = Vec::new();
+    let double_space = memchr::memmem::Finder::new(b"  ");
     // Empty lines seen but not yet written: they count only if a
     // non-empty line follows.
     let mut pending_empty = 0usize;
@@ -497,7 +498,7 @@ fn relaxed_body_hash(body: &[u8]) -> sha2::digest::Output<sha2::Sha256> {
             && trimmed.len() == line.len()
             && !line.is_empty()
             && !line.contains(&b'\t')
-            && memchr::memmem::find(line, b"  ").is_none();
+            && double_space.find(line).is_none();
         if canonical && pending_empty == 0 {
             pos = next;
             continue;
