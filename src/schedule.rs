@@ -29,7 +29,8 @@ pub enum IssueState {
     Stopped,
     /// Sent to everyone.
     Sent,
-    /// Sent, but some recipients failed for good.
+    /// Finished, but some recipients failed for good or are uncertain
+    /// after a crash (the same cases in which `send` exits 1).
     Failed,
 }
 
@@ -164,18 +165,22 @@ pub fn status(
         _ => Vec::new(),
     };
     let rate = match (ledger, &record) {
-        (Some(l), Some(_)) => l.sent_span(&issue.slug, SendKind::Real)?.and_then(|(a, b)| {
-            let (a, b) = (a.parse::<Timestamp>().ok()?, b.parse::<Timestamp>().ok()?);
-            let secs = b.duration_since(a).as_secs_f64();
-            (secs > 0.0).then(|| (counts.sent.saturating_sub(1)) as f64 / secs)
-        }),
+        (Some(l), Some(_)) => l
+            .sent_span(&issue.slug, SendKind::Real)?
+            .and_then(|(a, b)| {
+                let (a, b) = (a.parse::<Timestamp>().ok()?, b.parse::<Timestamp>().ok()?);
+                let secs = b.duration_since(a).as_secs_f64();
+                (secs > 0.0).then(|| (counts.sent.saturating_sub(1)) as f64 / secs)
+            }),
         _ => None,
     };
     let locked = lock::is_held(lock_dir, &issue.slug);
     let late_window = SignedDuration::from_mins(config.send.late_after_minutes as i64);
     let state = match &record {
         Some(_) if locked => IssueState::Sending,
-        Some(r) if r.state == "done" && counts.failed > 0 => IssueState::Failed,
+        Some(r) if r.state == "done" && (counts.failed > 0 || counts.uncertain > 0) => {
+            IssueState::Failed
+        }
         Some(r) if r.state == "done" => IssueState::Sent,
         Some(_) => IssueState::Stopped,
         None => match &issue.send_at {

@@ -79,13 +79,21 @@ pub fn send(args: SendArgs, config: &Config, clock: SharedClock) -> u8 {
         return send_due(&args, config, clock);
     }
     let Some(path) = args.issue.clone() else {
-        eprintln!("error: which issue? expected `briefing send issues/<date>/issue.toml` or `briefing send --due`");
+        eprintln!(
+            "error: which issue? expected `briefing send issues/<date>/issue.toml` or `briefing send --due`"
+        );
         return exit::BAD_INPUT;
     };
     send_one(&path, &args, config, clock, false)
 }
 
-fn send_one(path: &Path, args: &SendArgs, config: &Config, clock: SharedClock, from_due: bool) -> u8 {
+fn send_one(
+    path: &Path,
+    args: &SendArgs,
+    config: &Config,
+    clock: SharedClock,
+    from_due: bool,
+) -> u8 {
     let Some(loaded) = load_issue(path, config) else {
         return exit::BAD_INPUT;
     };
@@ -99,11 +107,21 @@ fn send_one(path: &Path, args: &SendArgs, config: &Config, clock: SharedClock, f
     });
     if lint.has_errors() {
         eprint!("{}", lint.render());
-        eprintln!("error: `briefing check {}` finds errors; nothing was sent", path.display());
+        eprintln!(
+            "error: `briefing check {}` finds errors; nothing was sent",
+            path.display()
+        );
         return exit::BAD_INPUT;
     }
-    let kind = if args.to.is_empty() { SendKind::Real } else { SendKind::Test };
-    let transport_url = args.transport.clone().unwrap_or_else(|| config.transport.url.clone());
+    let kind = if args.to.is_empty() {
+        SendKind::Real
+    } else {
+        SendKind::Test
+    };
+    let transport_url = args
+        .transport
+        .clone()
+        .unwrap_or_else(|| config.transport.url.clone());
     let transport = if args.dry_run {
         Transport::Null
     } else {
@@ -153,7 +171,12 @@ fn send_one(path: &Path, args: &SendArgs, config: &Config, clock: SharedClock, f
         }
     };
     let lists: Vec<PathBuf> = if args.lists.is_empty() {
-        config.send.lists.iter().map(|l| config.resolve(l)).collect()
+        config
+            .send
+            .lists
+            .iter()
+            .map(|l| config.resolve(l))
+            .collect()
     } else {
         args.lists.clone()
     };
@@ -163,10 +186,17 @@ fn send_one(path: &Path, args: &SendArgs, config: &Config, clock: SharedClock, f
         let holder = format!(
             "pid {} on {} since {}",
             std::process::id(),
-            std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim(),
+            std::fs::read_to_string("/etc/hostname")
+                .unwrap_or_default()
+                .trim(),
             clock.now()
         );
-        match lock::try_lock(&schedule::lock_dir(config), &loaded.issue.slug, &holder) {
+        // Test copies lock apart, so a rehearsal never holds up the real send.
+        let lock_name = match kind {
+            SendKind::Real => loaded.issue.slug.clone(),
+            SendKind::Test => format!("{}.test", loaded.issue.slug),
+        };
+        match lock::try_lock(&schedule::lock_dir(config), &lock_name, &holder) {
             Ok(l) => Some(l),
             Err(e @ lock::LockError::Busy { .. }) => {
                 if from_due {
@@ -182,7 +212,8 @@ fn send_one(path: &Path, args: &SendArgs, config: &Config, clock: SharedClock, f
             }
         }
     };
-    if kind == SendKind::Real && !args.yes && !args.dry_run && !confirm(&loaded, &lists, &transport) {
+    if kind == SendKind::Real && !args.yes && !args.dry_run && !confirm(&loaded, &lists, &transport)
+    {
         return exit::BAD_INPUT;
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -202,7 +233,10 @@ fn send_one(path: &Path, args: &SendArgs, config: &Config, clock: SharedClock, f
     };
     let reporter = Arc::new(Reporter::new(Arc::clone(&clock)));
     let progress: Arc<dyn Progress> = Arc::clone(&reporter) as Arc<dyn Progress>;
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -220,7 +254,11 @@ fn send_one(path: &Path, args: &SendArgs, config: &Config, clock: SharedClock, f
             loaded.issue.slug,
             loaded.issue.subject,
             transport.describe(),
-            if args.dry_run { " (dry run: nothing is sent or recorded)" } else { "" }
+            if args.dry_run {
+                " (dry run: nothing is sent or recorded)"
+            } else {
+                ""
+            }
         ),
     );
     let result = runtime.block_on(async {
@@ -253,21 +291,24 @@ fn send_one(path: &Path, args: &SendArgs, config: &Config, clock: SharedClock, f
 
 fn report_summary(loaded: &LoadedIssue, s: &Summary, clock: &dyn Clock, dry_run: bool) -> u8 {
     let c = &s.counts;
-    log(clock, &format!(
-        "{} summary: sent {} (this run {}), failed {}, uncertain {}, suppressed {}, pending {}, skipped invalid {}, duplicates {}, {:.1} s, {:.0} messages/s{}",
-        loaded.issue.slug,
-        c.sent,
-        s.sent_now,
-        c.failed,
-        c.uncertain,
-        c.suppressed,
-        c.pending,
-        s.invalid,
-        s.duplicates,
-        s.duration.as_secs_f64(),
-        s.rate(),
-        if dry_run { " (dry run)" } else { "" }
-    ));
+    log(
+        clock,
+        &format!(
+            "{} summary: sent {} (this run {}), failed {}, uncertain {}, suppressed {}, pending {}, skipped invalid {}, duplicates {}, {:.1} s, {:.0} messages/s{}",
+            loaded.issue.slug,
+            c.sent,
+            s.sent_now,
+            c.failed,
+            c.uncertain,
+            c.suppressed,
+            c.pending,
+            s.invalid,
+            s.duplicates,
+            s.duration.as_secs_f64(),
+            s.rate(),
+            if dry_run { " (dry run)" } else { "" }
+        ),
+    );
     if c.uncertain > 0 {
         elog(
             clock,
@@ -281,7 +322,12 @@ fn report_summary(loaded: &LoadedIssue, s: &Summary, clock: &dyn Clock, dry_run:
         );
     }
     if let Some(f) = &s.fatal {
-        elog(clock, &format!("error: the transport failed: {f}; the rest stays pending, rerun the same command to resume"));
+        elog(
+            clock,
+            &format!(
+                "error: the transport failed: {f}; the rest stays pending, rerun the same command to resume"
+            ),
+        );
         return exit::BAD_INPUT;
     }
     if s.interrupted {
@@ -444,43 +490,63 @@ impl Reporter {
 fn failure_class(reply: &str) -> String {
     let words: Vec<&str> = reply.split_whitespace().take(2).collect();
     match words.as_slice() {
-        [code, ext, ..] if code.len() == 3 && code.chars().all(|c| c.is_ascii_digit()) && ext.contains('.') => {
+        [code, ext, ..]
+            if code.len() == 3 && code.chars().all(|c| c.is_ascii_digit()) && ext.contains('.') =>
+        {
             format!("{code} {ext}")
         }
-        [code, ..] if code.len() == 3 && code.chars().all(|c| c.is_ascii_digit()) => code.to_string(),
+        [code, ..] if code.len() == 3 && code.chars().all(|c| c.is_ascii_digit()) => {
+            code.to_string()
+        }
         _ => words.join(" "),
     }
 }
 
 fn send_due(args: &SendArgs, config: &Config, clock: SharedClock) -> u8 {
-    let dir = args.issue.clone().unwrap_or_else(|| PathBuf::from("issues"));
+    let dir = args
+        .issue
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("issues"));
     let manifests = match schedule::find_manifests(&dir) {
         Ok(m) => m,
         Err(e) => {
-            elog(clock.as_ref(), &format!("error: cannot list issues in {}: {e}", dir.display()));
+            elog(
+                clock.as_ref(),
+                &format!("error: cannot list issues in {}: {e}", dir.display()),
+            );
             return exit::BAD_INPUT;
         }
     };
     let ledger_path = config.resolve(&config.send.ledger);
-    let ledger = if ledger_path.exists() { Ledger::open(&ledger_path).ok() } else { None };
+    let ledger = if ledger_path.exists() {
+        Ledger::open(&ledger_path).ok()
+    } else {
+        None
+    };
     let lock_dir = schedule::lock_dir(config);
     let now = clock.now();
     let mut due: Vec<(jiff::Timestamp, PathBuf)> = Vec::new();
     let mut code = exit::OK;
+    // States of issues not sent now, for the one --verbose line.
+    let mut seen: std::collections::BTreeMap<&'static str, usize> = Default::default();
     for m in manifests {
         let loaded = match briefing::manifest::load(&m, config) {
             Ok(l) => l,
             Err(d) => {
                 // A broken draft must not stop the issues that are fine.
-                eprint!("{}", d.render());
+                for line in d.render().lines() {
+                    elog(clock.as_ref(), line);
+                }
                 code = code.max(exit::BAD_INPUT);
                 continue;
             }
         };
         let Some(send_at) = &loaded.issue.send_at else {
+            *seen.entry("draft").or_default() += 1;
             continue;
         };
-        let st = match schedule::status(&loaded.issue, &m, ledger.as_ref(), &lock_dir, config, now) {
+        let st = match schedule::status(&loaded.issue, &m, ledger.as_ref(), &lock_dir, config, now)
+        {
             Ok(s) => s,
             Err(e) => {
                 elog(clock.as_ref(), &format!("error: {e}"));
@@ -501,16 +567,27 @@ fn send_due(args: &SendArgs, config: &Config, clock: SharedClock) -> u8 {
             ),
             IssueState::Sending => log(
                 clock.as_ref(),
-                &format!("{} is being sent by another run; leaving it alone", loaded.issue.slug),
+                &format!(
+                    "{} is being sent by another run; leaving it alone",
+                    loaded.issue.slug
+                ),
             ),
-            other if args.verbose => log(clock.as_ref(), &format!("{}: {}", loaded.issue.slug, other.as_str())),
-            _ => {}
+            other => *seen.entry(other.as_str()).or_default() += 1,
         }
     }
     drop(ledger);
     if due.is_empty() {
         if args.verbose {
-            log(clock.as_ref(), &format!("nothing due in {}", dir.display()));
+            let states: Vec<String> = seen.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            let detail = if states.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", states.join(", "))
+            };
+            log(
+                clock.as_ref(),
+                &format!("nothing due in {}{detail}", dir.display()),
+            );
         }
         return code;
     }
@@ -536,7 +613,10 @@ fn send_due(args: &SendArgs, config: &Config, clock: SharedClock) -> u8 {
 
 /// Runs `briefing status`.
 pub fn status(args: StatusArgs, config: &Config, clock: &dyn Clock) -> u8 {
-    let target = args.target.clone().unwrap_or_else(|| PathBuf::from("issues"));
+    let target = args
+        .target
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("issues"));
     let manifests = if target.is_dir() {
         match schedule::find_manifests(&target) {
             Ok(m) => m,
@@ -568,7 +648,14 @@ pub fn status(args: StatusArgs, config: &Config, clock: &dyn Clock) -> u8 {
             code = exit::BAD_INPUT;
             continue;
         };
-        match schedule::status(&loaded.issue, m, ledger.as_ref(), &lock_dir, config, clock.now()) {
+        match schedule::status(
+            &loaded.issue,
+            m,
+            ledger.as_ref(),
+            &lock_dir,
+            config,
+            clock.now(),
+        ) {
             Ok(s) => all.push(s),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -602,23 +689,43 @@ pub fn status(args: StatusArgs, config: &Config, clock: &dyn Clock) -> u8 {
             (Some(l), Some(u)) => format!(" send_at {l} ({u})"),
             _ => String::new(),
         };
-        println!("{:<12} {:<10} “{}”{when}", s.issue, s.state.as_str(), s.subject);
+        println!(
+            "{:<12} {:<10} “{}”{when}",
+            s.issue,
+            s.state.as_str(),
+            s.subject
+        );
         if c.total > 0 {
             println!(
                 "  sent {}, failed {}, uncertain {}, suppressed {}, pending {} of {}; invalid rows {}, duplicates {}",
-                c.sent, c.failed, c.uncertain, c.suppressed, c.pending + c.sending, c.total, s.invalid_rows, s.duplicates
+                c.sent,
+                c.failed,
+                c.uncertain,
+                c.suppressed,
+                c.pending + c.sending,
+                c.total,
+                s.invalid_rows,
+                s.duplicates
             );
             if let Some(start) = &s.started_at {
                 println!(
                     "  started {start}{}{}",
-                    s.finished_at.as_ref().map(|f| format!(", finished {f}")).unwrap_or_default(),
-                    s.rate_per_second.map(|r| format!(", {r:.0} messages/s")).unwrap_or_default()
+                    s.finished_at
+                        .as_ref()
+                        .map(|f| format!(", finished {f}"))
+                        .unwrap_or_default(),
+                    s.rate_per_second
+                        .map(|r| format!(", {r:.0} messages/s"))
+                        .unwrap_or_default()
                 );
             }
         }
         if single {
             for f in &s.failures {
-                println!("  {} {} after {} tries: {}", f.state, f.email, f.attempts, f.last_reply);
+                println!(
+                    "  {} {} after {} tries: {}",
+                    f.state, f.email, f.attempts, f.last_reply
+                );
             }
         }
     }
