@@ -45,7 +45,9 @@ pub fn from_env() -> Result<Arc<dyn Clock>, String> {
             .parse::<Timestamp>()
             .map(|t| Arc::new(FixedClock(t)) as Arc<dyn Clock>)
             .map_err(|e| {
-                format!("{NOW_VAR}=`{v}` is not an RFC 3339 instant such as 2025-01-17T05:01:00Z ({e})")
+                format!(
+                    "{NOW_VAR}=`{v}` is not an RFC 3339 instant such as 2025-01-17T05:01:00Z ({e})"
+                )
             }),
         _ => Ok(Arc::new(SystemClock)),
     }

@@ -476,7 +476,10 @@ impl Config {
             );
         }
         for (key, url) in [
-            ("newsletter.archive_base_url", &self.newsletter.archive_base_url),
+            (
+                "newsletter.archive_base_url",
+                &self.newsletter.archive_base_url,
+            ),
             ("unsubscribe.base_url", &self.unsubscribe.base_url),
         ] {
             if !url.starts_with("https://") && !url.starts_with("http://") {
@@ -581,7 +584,11 @@ mod tests {
         let text = EMBEDDED.replace("[transport]", "[transport]\nrate_per_houre = 5");
         let err = Config::parse(&text, "config.toml", Path::new(".")).unwrap_err();
         let d = err.iter().next().unwrap();
-        assert!(d.message.contains("unknown key `rate_per_houre`"), "{}", d.message);
+        assert!(
+            d.message.contains("unknown key `rate_per_houre`"),
+            "{}",
+            d.message
+        );
         assert_eq!(d.help.as_deref(), Some("did you mean `rate_per_hour`?"));
         assert!(d.position().is_some());
     }

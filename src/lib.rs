@@ -23,6 +23,7 @@
 //! [`lint`] checks a rendered issue before it goes out; [`preview`] writes
 //! previews to disk. Only `main.rs` prints, reads the terminal or exits.
 
+pub mod archive;
 pub mod clock;
 pub mod config;
 pub mod diagnostic;
@@ -43,3 +44,4 @@ pub mod send;
 pub mod timefmt;
 pub mod token;
 pub mod transport;
+pub mod watch;

@@ -170,7 +170,11 @@ pub fn lint(input: &LintInput<'_>) -> Diagnostics {
     if let Some(columns) = &input.recipient_fields {
         let mut fields: Vec<(String, crate::model::Field)> = Vec::new();
         for (field, body) in bodies(loaded) {
-            fields.extend(body.fields().into_iter().map(|f| (field.clone(), f.clone())));
+            fields.extend(
+                body.fields()
+                    .into_iter()
+                    .map(|f| (field.clone(), f.clone())),
+            );
         }
         let mut salutation = Vec::new();
         collect_inline_fields(&issue.publisher.salutation, &mut salutation);
@@ -196,7 +200,8 @@ pub fn lint(input: &LintInput<'_>) -> Diagnostics {
                     f.name
                 ));
                 out.push(if field == "newsletter.salutation" {
-                    d.field(field).at(&SourceFile::new(&input.config.source, ""), None)
+                    d.field(field)
+                        .at(&SourceFile::new(&input.config.source, ""), None)
                 } else {
                     at_tag(loaded, d, &field, &f.name, &manifest)
                 });
@@ -219,7 +224,13 @@ pub fn lint(input: &LintInput<'_>) -> Diagnostics {
 
 /// Points a diagnostic at the first `{{ name … }}` tag inside a body's
 /// source, falling back to the body's own location.
-fn at_tag(loaded: &LoadedIssue, d: Diagnostic, field: &str, name: &str, manifest: &Arc<SourceFile>) -> Diagnostic {
+fn at_tag(
+    loaded: &LoadedIssue,
+    d: Diagnostic,
+    field: &str,
+    name: &str,
+    manifest: &Arc<SourceFile>,
+) -> Diagnostic {
     let Some(loc) = loaded.locations.get(field) else {
         return loaded.locations.locate(d, field, manifest);
     };
@@ -232,7 +243,9 @@ fn at_tag(loaded: &LoadedIssue, d: Diagnostic, field: &str, name: &str, manifest
         };
         if crate::markdown::parse_tag(&text[open + 2..close]).is_ok_and(|t| t.name == name) {
             let start = region.start + open;
-            return d.field(field).at(&loc.file, Some(start..region.start + close + 2));
+            return d
+                .field(field)
+                .at(&loc.file, Some(start..region.start + close + 2));
         }
         from = close + 2;
     }

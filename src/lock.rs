@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Another process holds it.
-    #[error("issue `{issue}` is being sent by another briefing process ({holder}); wait for it to finish, or check `briefing status`")]
+    #[error(
+        "issue `{issue}` is being sent by another briefing process ({holder}); wait for it to finish, or check `briefing status`"
+    )]
     Busy {
         /// The issue slug.
         issue: String,

@@ -39,7 +39,11 @@ pub mod exit {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "briefing", version, about = "Compose, check and send an email newsletter")]
+#[command(
+    name = "briefing",
+    version,
+    about = "Compose, check and send an email newsletter"
+)]
 struct Cli {
     /// Configuration file (default ./config.toml, else the built-in one).
     #[arg(long, global = true, env = "BRIEFING_CONFIG")]
@@ -201,7 +205,12 @@ fn preview_cmd(
     if !loaded.warnings.is_empty() {
         eprint!("{}", loaded.warnings.render());
     }
-    let lists: Vec<PathBuf> = config.send.lists.iter().map(|l| config.resolve(l)).collect();
+    let lists: Vec<PathBuf> = config
+        .send
+        .lists
+        .iter()
+        .map(|l| config.resolve(l))
+        .collect();
     let who = match recipient {
         Some(email) => match recipients::find(&lists, email) {
             Ok(Some(r)) => r,
@@ -210,7 +219,9 @@ fn preview_cmd(
                     eprintln!("error: --recipient: {e}");
                     return exit::BAD_INPUT;
                 }
-                eprintln!("note: {email} is in no configured list; previewing without their other fields");
+                eprintln!(
+                    "note: {email} is in no configured list; previewing without their other fields"
+                );
                 Recipient::new(email, "")
             }
             Err(e) => {

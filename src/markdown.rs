@@ -72,7 +72,10 @@ pub fn check_url(url: &str) -> Result<(), String> {
         ));
     }
     // The url crate reads `https:///x` as host `x`; editors mean a typo.
-    if lower.split_once("://").is_some_and(|(_, rest)| rest.starts_with('/')) {
+    if lower
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.starts_with('/'))
+    {
         return Err(format!("`{url}` has no host, expected https://host/…"));
     }
     match url::Url::parse(url) {
@@ -254,7 +257,9 @@ impl Builder {
             })),
             Frame::Image(url) => {
                 let alt = level.inlines;
-                self.top().inlines.push(Inline::Link(Link { url, content: alt }));
+                self.top()
+                    .inlines
+                    .push(Inline::Link(Link { url, content: alt }));
             }
         }
     }
@@ -376,14 +381,14 @@ pub fn parse_tag(inner: &str) -> Result<Field, String> {
     let fallback = match rest {
         None => None,
         Some(r) => {
-            let value = r
-                .strip_prefix("default:")
-                .map(str::trim)
-                .and_then(|v| {
-                    v.strip_prefix('"')
-                        .and_then(|v| v.strip_suffix('"'))
-                        .or_else(|| v.strip_prefix('\u{201c}').and_then(|v| v.strip_suffix('\u{201d}')))
-                });
+            let value = r.strip_prefix("default:").map(str::trim).and_then(|v| {
+                v.strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .or_else(|| {
+                        v.strip_prefix('\u{201c}')
+                            .and_then(|v| v.strip_suffix('\u{201d}'))
+                    })
+            });
             match value {
                 Some(v) => Some(v.to_string()),
                 None => {
@@ -450,13 +455,18 @@ mod tests {
         let (_, problems) = parse(src);
         assert_eq!(problems.len(), 1);
         assert!(problems[0].message.contains("not a web or mail link"));
-        assert_eq!(&src[problems[0].span.clone()], "[this](javascript:alert(1))");
+        assert_eq!(
+            &src[problems[0].span.clone()],
+            "[this](javascript:alert(1))"
+        );
     }
 
     #[test]
     fn lists_quotes_and_emphasis_nest() {
         let (body, _) = parse("- one *two*\n- **three**\n\n> quoted\n");
-        assert!(matches!(&body.blocks[0], Block::List { ordered: false, items } if items.len() == 2));
+        assert!(
+            matches!(&body.blocks[0], Block::List { ordered: false, items } if items.len() == 2)
+        );
         assert!(matches!(&body.blocks[1], Block::Quote(b) if b.len() == 1));
     }
 

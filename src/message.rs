@@ -180,7 +180,11 @@ impl PreparedIssue {
             ))
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("List-Unsubscribe"),
-                list_unsubscribe(p.unsubscribe_url, self.sender.unsubscribe_mailto.as_deref(), p.unsubscribe_token),
+                list_unsubscribe(
+                    p.unsubscribe_url,
+                    self.sender.unsubscribe_mailto.as_deref(),
+                    p.unsubscribe_token,
+                ),
             ))
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
@@ -204,16 +208,12 @@ impl PreparedIssue {
         let mut html = Vec::with_capacity(self.html.len_hint());
         self.html.write(p.recipient, p.unsubscribe_url, &mut html);
         let alt = MultiPart::alternative()
-            .singlepart(
-                SinglePart::builder()
-                    .header(ContentType::TEXT_PLAIN)
-                    .body(Body::dangerous_pre_encoded(text, ContentTransferEncoding::QuotedPrintable)),
-            )
-            .singlepart(
-                SinglePart::builder()
-                    .header(ContentType::TEXT_HTML)
-                    .body(Body::dangerous_pre_encoded(html, ContentTransferEncoding::QuotedPrintable)),
-            );
+            .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(
+                Body::dangerous_pre_encoded(text, ContentTransferEncoding::QuotedPrintable),
+            ))
+            .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(
+                Body::dangerous_pre_encoded(html, ContentTransferEncoding::QuotedPrintable),
+            ));
         Ok(b.multipart(alt)?.formatted())
     }
 }

@@ -327,10 +327,7 @@ impl Block {
     fn collect_links<'a>(&'a self, out: &mut Vec<&'a Link>) {
         match self {
             Block::Paragraph(inl) | Block::Heading(_, inl) => collect_inline_links(inl, out),
-            Block::List { items, .. } => items
-                .iter()
-                .flatten()
-                .for_each(|b| b.collect_links(out)),
+            Block::List { items, .. } => items.iter().flatten().for_each(|b| b.collect_links(out)),
             Block::Quote(blocks) => blocks.iter().for_each(|b| b.collect_links(out)),
             Block::Code(_) | Block::Rule => {}
         }
@@ -339,10 +336,7 @@ impl Block {
     fn collect_fields<'a>(&'a self, out: &mut Vec<&'a Field>) {
         match self {
             Block::Paragraph(inl) | Block::Heading(_, inl) => collect_inline_fields(inl, out),
-            Block::List { items, .. } => items
-                .iter()
-                .flatten()
-                .for_each(|b| b.collect_fields(out)),
+            Block::List { items, .. } => items.iter().flatten().for_each(|b| b.collect_fields(out)),
             Block::Quote(blocks) => blocks.iter().for_each(|b| b.collect_fields(out)),
             Block::Code(_) | Block::Rule => {}
         }

@@ -225,7 +225,9 @@ mod tests {
 
     #[test]
     fn bad_rows_are_reported_with_line_numbers_and_skipped() {
-        let f = list("email,name,company\nanna@example.org,Anna,ACME\nbob@,Bob,X\n\nzoë@bücher.example,Zoë,\n");
+        let f = list(
+            "email,name,company\nanna@example.org,Anna,ACME\nbob@,Bob,X\n\nzoë@bücher.example,Zoë,\n",
+        );
         let mut rows = Vec::new();
         for_each(f.path(), |r| rows.push(r)).unwrap();
         assert_eq!(rows.len(), 3);
@@ -237,7 +239,9 @@ mod tests {
             other => panic!("expected a skipped row, got {other:?}"),
         }
         match &rows[0] {
-            Row::Recipient(r) => assert_eq!(r.fields, vec![("company".to_string(), "ACME".to_string())]),
+            Row::Recipient(r) => {
+                assert_eq!(r.fields, vec![("company".to_string(), "ACME".to_string())])
+            }
             other => panic!("expected a recipient, got {other:?}"),
         }
         assert!(matches!(&rows[2], Row::Recipient(r) if r.name == "Zoë"));

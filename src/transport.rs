@@ -98,7 +98,11 @@ impl Transport {
             return Ok(Transport::Outbox(config.resolve(Path::new(dir))));
         }
         if let Some(path) = url.strip_prefix("sendmail:") {
-            let path = if path.trim().is_empty() { "/usr/sbin/sendmail" } else { path.trim() };
+            let path = if path.trim().is_empty() {
+                "/usr/sbin/sendmail"
+            } else {
+                path.trim()
+            };
             return Ok(Transport::Sendmail(PathBuf::from(path)));
         }
         let parsed = url::Url::parse(url).map_err(|e| {
@@ -131,19 +135,29 @@ impl Transport {
             .trim_end_matches(']')
             .to_string();
         let port = parsed.port().unwrap_or(if implicit { 465 } else { 587 });
-        let mut tls = if implicit { Tls::Implicit } else { Tls::Required };
+        let mut tls = if implicit {
+            Tls::Implicit
+        } else {
+            Tls::Required
+        };
         for (k, v) in parsed.query_pairs() {
             match (k.as_ref(), v.as_ref()) {
                 ("tls", _) if implicit => {
-                    return Err(bad("smtps:// always uses TLS; drop the tls parameter".into()));
+                    return Err(bad(
+                        "smtps:// always uses TLS; drop the tls parameter".into()
+                    ));
                 }
                 ("tls", "starttls") => tls = Tls::Opportunistic,
                 ("tls", "required") => tls = Tls::Required,
                 ("tls", "none") => tls = Tls::None,
                 ("tls", other) => {
-                    return Err(bad(format!("tls={other}, expected tls=starttls, tls=required or tls=none")));
+                    return Err(bad(format!(
+                        "tls={other}, expected tls=starttls, tls=required or tls=none"
+                    )));
                 }
-                (other, _) => return Err(bad(format!("unknown parameter `{other}`, expected tls=…"))),
+                (other, _) => {
+                    return Err(bad(format!("unknown parameter `{other}`, expected tls=…")));
+                }
             }
         }
         if tls == Tls::None && !is_loopback(&host) {
@@ -170,7 +184,10 @@ impl Transport {
             Some(p) => {
                 let path = config.resolve(p);
                 Some(std::fs::read(&path).map_err(|e| {
-                    bad(format!("cannot read transport.ca_file {}: {e}", path.display()))
+                    bad(format!(
+                        "cannot read transport.ca_file {}: {e}",
+                        path.display()
+                    ))
                 })?)
             }
         };
@@ -199,7 +216,11 @@ impl Transport {
                     Tls::Implicit => "implicit TLS",
                     Tls::None => "no TLS, loopback",
                 },
-                if s.credentials.is_some() { ", AUTH" } else { "" }
+                if s.credentials.is_some() {
+                    ", AUTH"
+                } else {
+                    ""
+                }
             ),
             Transport::Sendmail(p) => format!("sendmail {}", p.display()),
             Transport::Null => "nowhere (dry run)".into(),
@@ -258,8 +279,12 @@ fn password(config: &Config) -> Result<String, String> {
     }
     if let Some(p) = &config.transport.password_file {
         let path = config.resolve(p);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read transport.password_file {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            format!(
+                "cannot read transport.password_file {}: {e}",
+                path.display()
+            )
+        })?;
         return Ok(text.lines().next().unwrap_or("").to_string());
     }
     Err(format!(
@@ -316,20 +341,33 @@ pub enum Connection {
 impl Connection {
     /// Delivers one message; `name` names the outbox file. Returns the
     /// server's reply.
-    pub async fn send(&mut self, envelope: &Envelope, message: &[u8], name: &str) -> Result<String, DeliveryError> {
+    pub async fn send(
+        &mut self,
+        envelope: &Envelope,
+        message: &[u8],
+        name: &str,
+    ) -> Result<String, DeliveryError> {
         match self {
             Connection::Null => Ok("250 dry run".into()),
             Connection::Outbox(dir) => write_outbox(dir, name, message).await,
             Connection::Sendmail(path) => {
                 use lettre::AsyncTransport;
-                let t = lettre::AsyncSendmailTransport::<lettre::Tokio1Executor>::new_with_command(path.as_os_str());
+                let t = lettre::AsyncSendmailTransport::<lettre::Tokio1Executor>::new_with_command(
+                    path.as_os_str(),
+                );
                 t.send_raw(envelope, message)
                     .await
                     .map(|()| "accepted by sendmail".to_string())
                     .map_err(|e| DeliveryError::Transient(format!("sendmail: {e}")))
             }
-            Connection::Smtp { settings, conn, sent } => {
-                if conn.as_ref().is_some_and(|c| c.has_broken() || *sent >= settings.per_connection)
+            Connection::Smtp {
+                settings,
+                conn,
+                sent,
+            } => {
+                if conn
+                    .as_ref()
+                    .is_some_and(|c| c.has_broken() || *sent >= settings.per_connection)
                     && let Some(mut c) = conn.take()
                 {
                     let _ = tokio::time::timeout(settings.timeout, c.quit()).await;
@@ -341,7 +379,8 @@ impl Connection {
                 let Some(c) = conn.as_mut() else {
                     return Err(DeliveryError::Transient("no connection".into()));
                 };
-                let result = tokio::time::timeout(settings.timeout * 4, c.send(envelope, message)).await;
+                let result =
+                    tokio::time::timeout(settings.timeout * 4, c.send(envelope, message)).await;
                 match result {
                     Err(_) => {
                         *conn = None;
@@ -354,7 +393,11 @@ impl Connection {
                     }
                     Ok(Ok(resp)) => {
                         *sent += 1;
-                        Ok(format!("{} {}", resp.code(), resp.message().collect::<Vec<_>>().join(" ")))
+                        Ok(format!(
+                            "{} {}",
+                            resp.code(),
+                            resp.message().collect::<Vec<_>>().join(" ")
+                        ))
                     }
                     Ok(Err(e)) => {
                         let err = classify(&e);
@@ -363,7 +406,11 @@ impl Connection {
                         if let Some(mut c) = conn.take()
                             && !c.has_broken()
                         {
-                            let _ = tokio::time::timeout(Duration::from_secs(2), c.command(lettre::transport::smtp::commands::Rset)).await;
+                            let _ = tokio::time::timeout(
+                                Duration::from_secs(2),
+                                c.command(lettre::transport::smtp::commands::Rset),
+                            )
+                            .await;
                             if matches!(err, DeliveryError::Permanent { .. }) {
                                 *conn = Some(c);
                             }
@@ -388,7 +435,9 @@ impl Connection {
 fn classify(e: &lettre::transport::smtp::Error) -> DeliveryError {
     let text = e.to_string();
     if e.is_permanent() {
-        let unknown_user = text.contains("5.1.1") || text.contains("5.1.10") || text.to_ascii_lowercase().contains("user unknown");
+        let unknown_user = text.contains("5.1.1")
+            || text.contains("5.1.10")
+            || text.to_ascii_lowercase().contains("user unknown");
         let code = e.status().map(|c| c.to_string()).unwrap_or_default();
         DeliveryError::Permanent {
             reply: format!("{code} {text}").trim().to_string(),
@@ -407,34 +456,54 @@ async fn connect(s: &SmtpSettings) -> Result<AsyncSmtpConnection, DeliveryError>
     let tls_params = || -> Result<TlsParameters, DeliveryError> {
         let mut b = TlsParameters::builder(s.host.clone());
         if let Some(pem) = &s.ca_pem {
-            let cert = Certificate::from_pem(pem)
-                .map_err(|e| DeliveryError::Fatal(format!("transport.ca_file is not a PEM certificate: {e}")))?;
+            let cert = Certificate::from_pem(pem).map_err(|e| {
+                DeliveryError::Fatal(format!("transport.ca_file is not a PEM certificate: {e}"))
+            })?;
             b = b.add_root_certificate(cert);
         }
         b.build_rustls()
             .map_err(|e| DeliveryError::Fatal(format!("cannot set up TLS: {e}")))
     };
     let mut conn = if s.tls == Tls::Implicit {
-        AsyncSmtpConnection::connect_tokio1((s.host.as_str(), s.port), Some(s.timeout), &hello, Some(tls_params()?), None)
-            .await
-            .map_err(|e| connect_error(s, &e))?
+        AsyncSmtpConnection::connect_tokio1(
+            (s.host.as_str(), s.port),
+            Some(s.timeout),
+            &hello,
+            Some(tls_params()?),
+            None,
+        )
+        .await
+        .map_err(|e| connect_error(s, &e))?
     } else {
-        let tcp = tokio::time::timeout(s.timeout, tokio::net::TcpStream::connect((s.host.as_str(), s.port)))
-            .await
-            .map_err(|_| DeliveryError::Transient(format!("cannot connect to {}:{}: timed out", s.host, s.port)))?
-            .map_err(|e| DeliveryError::Transient(format!("cannot connect to {}:{}: {e}", s.host, s.port)))?;
+        let tcp = tokio::time::timeout(
+            s.timeout,
+            tokio::net::TcpStream::connect((s.host.as_str(), s.port)),
+        )
+        .await
+        .map_err(|_| {
+            DeliveryError::Transient(format!(
+                "cannot connect to {}:{}: timed out",
+                s.host, s.port
+            ))
+        })?
+        .map_err(|e| {
+            DeliveryError::Transient(format!("cannot connect to {}:{}: {e}", s.host, s.port))
+        })?;
         // Without this every message waits ~40 ms on Nagle + delayed ACK.
         tcp.set_nodelay(true)
             .map_err(|e| DeliveryError::Transient(format!("cannot set TCP_NODELAY: {e}")))?;
-        let mut conn = tokio::time::timeout(s.timeout, AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello))
-            .await
-            .map_err(|_| DeliveryError::Transient(format!("{}:{} sent no greeting", s.host, s.port)))?
-            .map_err(|e| connect_error(s, &e))?;
+        let mut conn = tokio::time::timeout(
+            s.timeout,
+            AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello),
+        )
+        .await
+        .map_err(|_| DeliveryError::Transient(format!("{}:{} sent no greeting", s.host, s.port)))?
+        .map_err(|e| connect_error(s, &e))?;
         match s.tls {
             Tls::Required | Tls::Opportunistic if conn.can_starttls() => {
-                conn.starttls(tls_params()?, &hello)
-                    .await
-                    .map_err(|e| DeliveryError::Fatal(format!("STARTTLS with {} failed: {e}", s.host)))?;
+                conn.starttls(tls_params()?, &hello).await.map_err(|e| {
+                    DeliveryError::Fatal(format!("STARTTLS with {} failed: {e}", s.host))
+                })?;
             }
             Tls::Required => {
                 return Err(DeliveryError::Fatal(format!(
@@ -462,7 +531,10 @@ async fn connect(s: &SmtpSettings) -> Result<AsyncSmtpConnection, DeliveryError>
 }
 
 fn connect_error(s: &SmtpSettings, e: &lettre::transport::smtp::Error) -> DeliveryError {
-    let msg = format!("cannot open an SMTP session with {}:{}: {e}", s.host, s.port);
+    let msg = format!(
+        "cannot open an SMTP session with {}:{}: {e}",
+        s.host, s.port
+    );
     if e.is_permanent() {
         DeliveryError::Fatal(msg)
     } else {
@@ -474,12 +546,18 @@ fn hello_name() -> String {
     std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+        .filter(|s| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        })
         .unwrap_or_else(|| "localhost".into())
 }
 
 async fn write_outbox(dir: &Path, name: &str, message: &[u8]) -> Result<String, DeliveryError> {
-    let fatal = |e: std::io::Error| DeliveryError::Fatal(format!("cannot write to the outbox {}: {e}", dir.display()));
+    let fatal = |e: std::io::Error| {
+        DeliveryError::Fatal(format!("cannot write to the outbox {}: {e}", dir.display()))
+    };
     tokio::fs::create_dir_all(dir).await.map_err(fatal)?;
     let file = dir.join(format!("{name}.eml"));
     let tmp = dir.join(format!(".{name}.eml.tmp"));
@@ -494,7 +572,13 @@ pub fn outbox_name(email: &str) -> String {
         .trim()
         .to_lowercase()
         .chars()
-        .map(|c| if c.is_alphanumeric() || matches!(c, '@' | '.' | '-' | '_' | '+') { c } else { '_' })
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '@' | '.' | '-' | '_' | '+') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -508,14 +592,16 @@ mod tests {
 
     #[test]
     fn tls_none_is_refused_for_remote_hosts() {
-        let err = Transport::from_url("smtp://mail.example.org:25?tls=none", &config()).unwrap_err();
+        let err =
+            Transport::from_url("smtp://mail.example.org:25?tls=none", &config()).unwrap_err();
         assert!(err.message.contains("only for loopback"), "{err}");
         assert!(Transport::from_url("smtp://127.0.0.1:2525?tls=none", &config()).is_ok());
     }
 
     #[test]
     fn passwords_in_urls_are_refused_and_never_echoed() {
-        let err = Transport::from_url("smtp://user:hunter2@mail.example.org:587", &config()).unwrap_err();
+        let err =
+            Transport::from_url("smtp://user:hunter2@mail.example.org:587", &config()).unwrap_err();
         assert!(!err.to_string().contains("hunter2"));
     }
 

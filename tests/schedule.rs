@@ -1003,7 +1003,11 @@ fn a_due_send_killed_halfway_is_resumed_by_the_next_tick_without_duplicates() {
     );
     eprintln!("uncertain after the resume: {uncertain:?}");
     // Uncertain recipients are not known delivered: `failed`, as send's exit 1.
-    let expected = if uncertain.is_empty() { "sent" } else { "failed" };
+    let expected = if uncertain.is_empty() {
+        "sent"
+    } else {
+        "failed"
+    };
     assert_eq!(s["state"], expected, "{s:#}");
     if !uncertain.is_empty() {
         assert!(

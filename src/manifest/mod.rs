@@ -125,8 +125,10 @@ pub fn load(path: &Path, config: &Config) -> Result<LoadedIssue, Diagnostics> {
             let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
             let mut d = Diagnostics::new();
             d.push(
-                Diagnostic::error("the manifest is not UTF-8 text, expected a UTF-8 TOML file")
-                    .at(&SourceFile::new(path, lossy), Some(at..at + '\u{fffd}'.len_utf8())),
+                Diagnostic::error("the manifest is not UTF-8 text, expected a UTF-8 TOML file").at(
+                    &SourceFile::new(path, lossy),
+                    Some(at..at + '\u{fffd}'.len_utf8()),
+                ),
             );
             return Err(d);
         }

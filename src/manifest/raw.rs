@@ -379,7 +379,12 @@ struct Table<'a, 'i> {
 }
 
 impl<'a, 'i> Table<'a, 'i> {
-    fn new(file: &'a Arc<SourceFile>, table: &'a DeTable<'i>, span: Range<usize>, path: &str) -> Self {
+    fn new(
+        file: &'a Arc<SourceFile>,
+        table: &'a DeTable<'i>,
+        span: Range<usize>,
+        path: &str,
+    ) -> Self {
         Self {
             file,
             table,
@@ -402,7 +407,13 @@ impl<'a, 'i> Table<'a, 'i> {
         self.table.get(key)
     }
 
-    fn type_error(&self, key: &str, v: &Spanned<DeValue<'_>>, expected: &str, out: &mut Diagnostics) {
+    fn type_error(
+        &self,
+        key: &str,
+        v: &Spanned<DeValue<'_>>,
+        expected: &str,
+        out: &mut Diagnostics,
+    ) {
         out.push(
             Diagnostic::error(format!(
                 "found {}, expected {expected}",
@@ -460,7 +471,12 @@ impl<'a, 'i> Table<'a, 'i> {
             DeValue::Datetime(d) => When::Literal(d.to_string()),
             DeValue::String(s) => When::Text(s.to_string()),
             _ => {
-                self.type_error(key, v, "a date or date-time such as 2025-01-17T06:00:00", out);
+                self.type_error(
+                    key,
+                    v,
+                    "a date or date-time such as 2025-01-17T06:00:00",
+                    out,
+                );
                 return None;
             }
         };
@@ -506,7 +522,11 @@ impl<'a, 'i> Table<'a, 'i> {
         }
     }
 
-    fn tables(&self, key: &str, out: &mut Diagnostics) -> Option<(Range<usize>, Vec<Table<'a, 'i>>)> {
+    fn tables(
+        &self,
+        key: &str,
+        out: &mut Diagnostics,
+    ) -> Option<(Range<usize>, Vec<Table<'a, 'i>>)> {
         let v = self.get(key)?;
         let expected = format!("tables `[[{}]]`", self.field(key));
         let DeValue::Array(items) = v.get_ref() else {

@@ -136,7 +136,11 @@ impl V<'_> {
         match v {
             None if self.reported(field) => None,
             None => {
-                self.err(field, within.clone(), format!("missing `{}`, expected {what}", leaf(field)));
+                self.err(
+                    field,
+                    within.clone(),
+                    format!("missing `{}`, expected {what}", leaf(field)),
+                );
                 None
             }
             Some(at) => self.line_text(at, field, what),
@@ -152,10 +156,17 @@ impl V<'_> {
         self.note(field, &at.span);
         let value = strip_marks(at.value.trim());
         if value.is_empty() {
-            self.err(field, at.span.clone(), format!("`{}` is empty, expected {what}", leaf(field)));
+            self.err(
+                field,
+                at.span.clone(),
+                format!("`{}` is empty, expected {what}", leaf(field)),
+            );
             return None;
         }
-        if let Some(c) = value.chars().find(|c| c.is_control() || is_bidi_control(*c)) {
+        if let Some(c) = value
+            .chars()
+            .find(|c| c.is_control() || is_bidi_control(*c))
+        {
             self.err(
                 field,
                 at.span.clone(),
@@ -170,7 +181,12 @@ impl V<'_> {
         Some(value)
     }
 
-    fn url(&mut self, v: &Option<At<String>>, field: &str, within: &Range<usize>) -> Option<String> {
+    fn url(
+        &mut self,
+        v: &Option<At<String>>,
+        field: &str,
+        within: &Range<usize>,
+    ) -> Option<String> {
         let value = self.text(v, field, within, "a link such as https://example.org/page")?;
         let span = v.as_ref().map_or(within.clone(), |a| a.span.clone());
         match markdown::check_url(&value) {
@@ -191,11 +207,22 @@ impl V<'_> {
         let number = match &raw.number {
             None if self.reported("number") => None,
             None => {
-                self.err("number", top.clone(), "missing `number`, expected the issue number, e.g. number = 1042");
+                self.err(
+                    "number",
+                    top.clone(),
+                    "missing `number`, expected the issue number, e.g. number = 1042",
+                );
                 None
             }
             Some(n) if n.value < 1 || n.value > i64::from(u32::MAX) => {
-                self.err("number", n.span.clone(), format!("{} is not an issue number, expected a whole number from 1", n.value));
+                self.err(
+                    "number",
+                    n.span.clone(),
+                    format!(
+                        "{} is not an issue number, expected a whole number from 1",
+                        n.value
+                    ),
+                );
                 None
             }
             Some(n) => {
@@ -206,20 +233,37 @@ impl V<'_> {
         let date = match &raw.date {
             None if self.reported("date") => None,
             None => {
-                self.err("date", top.clone(), "missing `date`, expected the publication date, e.g. date = 2025-01-17");
+                self.err(
+                    "date",
+                    top.clone(),
+                    "missing `date`, expected the publication date, e.g. date = 2025-01-17",
+                );
                 None
             }
             Some(d) => self.date(d, "date"),
         };
-        let subject = self.text(&raw.subject, "subject", &top, "the email subject, e.g. subject = \"VW plants for sale\"");
+        let subject = self.text(
+            &raw.subject,
+            "subject",
+            &top,
+            "the email subject, e.g. subject = \"VW plants for sale\"",
+        );
         let preheader = match &raw.preheader {
             None => {
-                self.warn("preheader", top.clone(), "missing `preheader`; inboxes will show the first words of the issue instead");
+                self.warn(
+                    "preheader",
+                    top.clone(),
+                    "missing `preheader`; inboxes will show the first words of the issue instead",
+                );
                 Some(String::new())
             }
             Some(p) if p.value.trim().is_empty() => {
                 self.note("preheader", &p.span);
-                self.warn("preheader", p.span.clone(), "empty `preheader`; inboxes will show the first words of the issue instead");
+                self.warn(
+                    "preheader",
+                    p.span.clone(),
+                    "empty `preheader`; inboxes will show the first words of the issue instead",
+                );
                 Some(String::new())
             }
             Some(_) => self.opt_text(&raw.preheader, "preheader", "the inbox preview line"),
@@ -266,7 +310,10 @@ impl V<'_> {
             self.err(
                 "slug",
                 s.span.clone(),
-                format!("`{}` cannot name files, expected letters, digits, `-`, `_` or `.`", s.value),
+                format!(
+                    "`{}` cannot name files, expected letters, digits, `-`, `_` or `.`",
+                    s.value
+                ),
             );
             None
         }
@@ -280,14 +327,24 @@ impl V<'_> {
         match text.parse::<Date>() {
             Ok(date) if text.len() == 10 => Some(date),
             _ => {
-                self.err(field, d.span.clone(), format!("`{text}` is not a date, expected a date such as 2025-01-17"));
+                self.err(
+                    field,
+                    d.span.clone(),
+                    format!("`{text}` is not a date, expected a date such as 2025-01-17"),
+                );
                 None
             }
         }
     }
 
     /// A point in time from a local date-time in `zone`, or an instant.
-    fn when(&mut self, at: &At<When>, field: &str, zone_name: &str, zone: &TimeZone) -> Option<Zoned> {
+    fn when(
+        &mut self,
+        at: &At<When>,
+        field: &str,
+        zone_name: &str,
+        zone: &TimeZone,
+    ) -> Option<Zoned> {
         let text = match &at.value {
             When::Literal(s) | When::Text(s) => s.trim().to_string(),
         };
@@ -305,7 +362,10 @@ impl V<'_> {
                 return Some(z);
             }
             let tz_name = z.time_zone().iana_name().unwrap_or(zone_name).to_string();
-            let civil = text.split('[').next().and_then(|h| h.parse::<DateTime>().ok());
+            let civil = text
+                .split('[')
+                .next()
+                .and_then(|h| h.parse::<DateTime>().ok());
             return match civil {
                 Some(dt) => self.resolve_local(at, field, dt, &tz_name, z.time_zone()),
                 None => Some(z),
@@ -318,7 +378,11 @@ impl V<'_> {
         let dt = match text.parse::<DateTime>() {
             Ok(dt) if has_time => dt,
             _ => {
-                self.err(field, at.span.clone(), format!("`{text}` is not a date-time, {EXPECTED}"));
+                self.err(
+                    field,
+                    at.span.clone(),
+                    format!("`{text}` is not a date-time, {EXPECTED}"),
+                );
                 return None;
             }
         };
@@ -327,7 +391,14 @@ impl V<'_> {
 
     /// A local date-time in a zone, refusing times that do not exist or
     /// happen twice there.
-    fn resolve_local(&mut self, at: &At<When>, field: &str, dt: DateTime, zone_name: &str, zone: &TimeZone) -> Option<Zoned> {
+    fn resolve_local(
+        &mut self,
+        at: &At<When>,
+        field: &str,
+        dt: DateTime,
+        zone_name: &str,
+        zone: &TimeZone,
+    ) -> Option<Zoned> {
         let amb = zone.to_ambiguous_zoned(dt);
         match amb.offset() {
             AmbiguousOffset::Unambiguous { .. } => amb.unambiguous().ok(),
@@ -357,7 +428,10 @@ impl V<'_> {
     }
 
     fn body(&mut self, raw: &RawBody, field: &str, within: &Range<usize>) -> Option<Body> {
-        let (source, file, offset_base): (String, Arc<SourceFile>, Option<usize>) = match (&raw.inline, &raw.file) {
+        let (source, file, offset_base): (String, Arc<SourceFile>, Option<usize>) = match (
+            &raw.inline,
+            &raw.file,
+        ) {
             (Some(_), Some(f)) => {
                 self.err(
                     &format!("{field}_file"),
@@ -373,7 +447,10 @@ impl V<'_> {
                 self.err(
                     field,
                     within.clone(),
-                    format!("missing `{}`, expected `body = \"…\"` or `body_file = \"file.md\"`", leaf(field)),
+                    format!(
+                        "missing `{}`, expected `body = \"…\"` or `body_file = \"file.md\"`",
+                        leaf(field)
+                    ),
                 );
                 return None;
             }
@@ -444,7 +521,11 @@ impl V<'_> {
                 .as_ref()
                 .or(raw.file.as_ref())
                 .map_or(within.clone(), |a| a.span.clone());
-            self.err(field, span, format!("`{}` is empty, expected some text", leaf(field)));
+            self.err(
+                field,
+                span,
+                format!("`{}` is empty, expected some text", leaf(field)),
+            );
             return None;
         }
         Some(body)
@@ -461,7 +542,14 @@ impl V<'_> {
                     match SectionKind::from_key(&item.value) {
                         Some(k) if !kinds.contains(&k) => kinds.push(k),
                         Some(_) => {
-                            self.err("sections.order", item.span.clone(), format!("`{}` is listed twice, expected each section once", item.value));
+                            self.err(
+                                "sections.order",
+                                item.span.clone(),
+                                format!(
+                                    "`{}` is listed twice, expected each section once",
+                                    item.value
+                                ),
+                            );
                             ok = false;
                         }
                         None => {
@@ -488,7 +576,11 @@ impl V<'_> {
         for (key, label) in &raw.labels {
             match SectionKind::from_key(&key.value) {
                 Some(k) => {
-                    if let Some(l) = self.line_text(label, &format!("sections.labels.{}", key.value), "a section heading") {
+                    if let Some(l) = self.line_text(
+                        label,
+                        &format!("sections.labels.{}", key.value),
+                        "a section heading",
+                    ) {
                         labels.insert(k, l);
                     }
                 }
@@ -502,20 +594,35 @@ impl V<'_> {
         let mut contents: Vec<(SectionKind, Range<usize>, Option<SectionContent>)> = Vec::new();
         let mut anchors: HashMap<String, (String, Range<usize>)> = HashMap::new();
         for k in SectionKind::ALL {
-            anchors.insert(k.key().to_string(), (format!("the {} section", k.key()), 0..0));
+            anchors.insert(
+                k.key().to_string(),
+                (format!("the {} section", k.key()), 0..0),
+            );
         }
 
         if let Some((span, ed)) = &raw.editorial {
             let c = self.editorial(ed, span);
-            contents.push((SectionKind::Editorial, span.clone(), c.map(SectionContent::Editorial)));
+            contents.push((
+                SectionKind::Editorial,
+                span.clone(),
+                c.map(SectionContent::Editorial),
+            ));
         }
         if let Some((span, list)) = &raw.articles {
             let c = self.articles(list, span, &mut anchors);
-            contents.push((SectionKind::Articles, span.clone(), c.map(SectionContent::Articles)));
+            contents.push((
+                SectionKind::Articles,
+                span.clone(),
+                c.map(SectionContent::Articles),
+            ));
         }
         if let Some((span, list)) = &raw.events {
             let c = self.events(list, span);
-            contents.push((SectionKind::Events, span.clone(), c.map(SectionContent::Events)));
+            contents.push((
+                SectionKind::Events,
+                span.clone(),
+                c.map(SectionContent::Events),
+            ));
         }
         if let Some((span, list)) = &raw.news {
             let c = self.news(list, span, &mut anchors);
@@ -523,15 +630,27 @@ impl V<'_> {
         }
         if let Some((span, col)) = &raw.column {
             let c = self.column(col, span);
-            contents.push((SectionKind::Column, span.clone(), c.map(SectionContent::Column)));
+            contents.push((
+                SectionKind::Column,
+                span.clone(),
+                c.map(SectionContent::Column),
+            ));
         }
         if let Some((span, heads)) = &raw.heads {
             let c = self.heads(heads, span);
-            contents.push((SectionKind::Heads, span.clone(), c.map(SectionContent::Heads)));
+            contents.push((
+                SectionKind::Heads,
+                span.clone(),
+                c.map(SectionContent::Heads),
+            ));
         }
         if let Some((span, closing)) = &raw.closing {
             let c = self.closing(closing, span);
-            contents.push((SectionKind::Closing, span.clone(), c.map(SectionContent::Closing)));
+            contents.push((
+                SectionKind::Closing,
+                span.clone(),
+                c.map(SectionContent::Closing),
+            ));
         }
         if contents.is_empty() {
             self.err("sections", 0..0, "the issue has no sections, expected at least one of [editorial], [[articles]], [[events]], [[news]], [column], [heads], [closing]");
@@ -607,24 +726,52 @@ impl V<'_> {
         anchors: &mut HashMap<String, (String, Range<usize>)>,
     ) -> Option<Vec<Article>> {
         if list.is_empty() {
-            self.err("articles", span.clone(), "the articles section is empty, expected at least one [[articles]] entry");
+            self.err(
+                "articles",
+                span.clone(),
+                "the articles section is empty, expected at least one [[articles]] entry",
+            );
             return None;
         }
         let mut out = Vec::new();
         let mut ok = true;
         for (i, a) in list.iter().enumerate() {
             let f = |k: &str| format!("articles[{}].{k}", i + 1);
-            let kicker = self.text(&a.kicker, &f("kicker"), &a.span, "a kicker such as \"Analysis\" or \"Feature\"");
+            let kicker = self.text(
+                &a.kicker,
+                &f("kicker"),
+                &a.span,
+                "a kicker such as \"Analysis\" or \"Feature\"",
+            );
             let title = self.text(&a.title, &f("title"), &a.span, "the headline");
-            let teaser = self.text(&a.teaser, &f("teaser"), &a.span, "one or two sentences for the table of contents");
+            let teaser = self.text(
+                &a.teaser,
+                &f("teaser"),
+                &a.span,
+                "one or two sentences for the table of contents",
+            );
             let author = self.text(&a.author, &f("author"), &a.span, "the author's name");
             let body = self.body(&a.body, &f("body"), &a.span);
             let anchor = title
                 .as_ref()
                 .and_then(|t| self.anchor(t, "", a.title.as_ref(), &f("title"), anchors));
             match (kicker, title, teaser, author, body, anchor) {
-                (Some(kicker), Some(title), Some(teaser), Some(author), Some(body), Some(anchor)) => {
-                    out.push(Article { kicker, title, teaser, author, body, anchor });
+                (
+                    Some(kicker),
+                    Some(title),
+                    Some(teaser),
+                    Some(author),
+                    Some(body),
+                    Some(anchor),
+                ) => {
+                    out.push(Article {
+                        kicker,
+                        title,
+                        teaser,
+                        author,
+                        body,
+                        anchor,
+                    });
                 }
                 _ => ok = false,
             }
@@ -669,7 +816,11 @@ impl V<'_> {
 
     fn events(&mut self, list: &[RawEvent], span: &Range<usize>) -> Option<Vec<Event>> {
         if list.is_empty() {
-            self.err("events", span.clone(), "the events section is empty, expected at least one [[events]] entry");
+            self.err(
+                "events",
+                span.clone(),
+                "the events section is empty, expected at least one [[events]] entry",
+            );
             return None;
         }
         let mut out = Vec::new();
@@ -688,7 +839,11 @@ impl V<'_> {
             };
             let start = match (&e.start, zone) {
                 (None, _) => {
-                    self.err(&f("start"), e.span.clone(), "missing `start`, expected a date-time such as 2025-01-23T11:00:00");
+                    self.err(
+                        &f("start"),
+                        e.span.clone(),
+                        "missing `start`, expected a date-time such as 2025-01-23T11:00:00",
+                    );
                     None
                 }
                 (Some(s), Some(tz)) => {
@@ -698,12 +853,23 @@ impl V<'_> {
                 (Some(_), None) => None,
             };
             let organizer = self.text(&e.organizer, &f("organizer"), &e.span, "who runs the event");
-            let kind = self.text(&e.kind, &f("kind"), &e.span, "a kind such as \"Webinar\" or \"Conference\"");
+            let kind = self.text(
+                &e.kind,
+                &f("kind"),
+                &e.span,
+                "a kind such as \"Webinar\" or \"Conference\"",
+            );
             let title = self.text(&e.title, &f("title"), &e.span, "the event's title");
             let url = self.url(&e.url, &f("url"), &e.span);
             match (start, organizer, kind, title, url) {
                 (Some(start), Some(organizer), Some(kind), Some(title), Some(url)) => {
-                    out.push(Event { start, organizer, kind, title, url });
+                    out.push(Event {
+                        start,
+                        organizer,
+                        kind,
+                        title,
+                        url,
+                    });
                 }
                 _ => ok = false,
             }
@@ -719,7 +885,11 @@ impl V<'_> {
         anchors: &mut HashMap<String, (String, Range<usize>)>,
     ) -> Option<Vec<NewsItem>> {
         if list.is_empty() {
-            self.err("news", span.clone(), "the news section is empty, expected at least one [[news]] entry");
+            self.err(
+                "news",
+                span.clone(),
+                "the news section is empty, expected at least one [[news]] entry",
+            );
             return None;
         }
         let mut out = Vec::new();
@@ -727,11 +897,22 @@ impl V<'_> {
         for (i, n) in list.iter().enumerate() {
             let f = |k: &str| format!("news[{}].{k}", i + 1);
             let title = self.text(&n.title, &f("title"), &n.span, "the headline");
-            let source = self.text(&n.source, &f("source"), &n.span, "agency or author initials such as rtr, grz or rtr/grz");
+            let source = self.text(
+                &n.source,
+                &f("source"),
+                &n.span,
+                "agency or author initials such as rtr, grz or rtr/grz",
+            );
             if let (Some(s), Some(at)) = (&source, &n.source)
-                && !s.split('/').all(|p| !p.is_empty() && p.chars().all(char::is_alphanumeric))
+                && !s
+                    .split('/')
+                    .all(|p| !p.is_empty() && p.chars().all(char::is_alphanumeric))
             {
-                self.warn(&f("source"), at.span.clone(), format!("`{s}` does not look like initials, expected e.g. rtr, grz or rtr/grz"));
+                self.warn(
+                    &f("source"),
+                    at.span.clone(),
+                    format!("`{s}` does not look like initials, expected e.g. rtr, grz or rtr/grz"),
+                );
             }
             let body = self.body(&n.body, &f("body"), &n.span);
             let anchor = title
@@ -739,7 +920,12 @@ impl V<'_> {
                 .and_then(|t| self.anchor(t, "news-", n.title.as_ref(), &f("title"), anchors));
             match (title, source, body, anchor) {
                 (Some(title), Some(source), Some(body), Some(anchor)) => {
-                    out.push(NewsItem { title, body, source, anchor });
+                    out.push(NewsItem {
+                        title,
+                        body,
+                        source,
+                        anchor,
+                    });
                 }
                 _ => ok = false,
             }
@@ -748,7 +934,12 @@ impl V<'_> {
     }
 
     fn column(&mut self, c: &RawColumn, span: &Range<usize>) -> Option<Column> {
-        let kicker = self.text(&c.kicker, "column.kicker", span, "the column's name, e.g. \"China Perspective\"");
+        let kicker = self.text(
+            &c.kicker,
+            "column.kicker",
+            span,
+            "the column's name, e.g. \"China Perspective\"",
+        );
         let title = self.text(&c.title, "column.title", span, "the headline");
         let author = self.text(&c.author, "column.author", span, "the columnist's name");
         let body = self.body(&c.body, "column.body", span);
@@ -762,7 +953,11 @@ impl V<'_> {
 
     fn heads(&mut self, h: &RawHeads, span: &Range<usize>) -> Option<Heads> {
         if h.people.is_empty() {
-            self.err("heads.people", span.clone(), "the heads section is empty, expected at least one [[heads.people]] entry");
+            self.err(
+                "heads.people",
+                span.clone(),
+                "the heads section is empty, expected at least one [[heads.people]] entry",
+            );
         }
         let mut people = Vec::new();
         let mut ok = !h.people.is_empty();
@@ -770,10 +965,16 @@ impl V<'_> {
             let f = |k: &str| format!("heads.people[{}].{k}", i + 1);
             let name = self.text(&p.name, &f("name"), &p.span, "the person's name");
             let role = self.opt_text(&p.role, &f("role"), "the new role");
-            let organisation = self.opt_text(&p.organisation, &f("organisation"), "the organisation");
+            let organisation =
+                self.opt_text(&p.organisation, &f("organisation"), "the organisation");
             let body = self.body(&p.body, &f("body"), &p.span);
             match (name, body) {
-                (Some(name), Some(body)) => people.push(Person { name, role, organisation, body }),
+                (Some(name), Some(body)) => people.push(Person {
+                    name,
+                    role,
+                    organisation,
+                    body,
+                }),
                 _ => ok = false,
             }
         }
@@ -793,7 +994,10 @@ impl V<'_> {
             }
             None => Body::default(),
         };
-        ok.then_some(Heads { people, call_to_action })
+        ok.then_some(Heads {
+            people,
+            call_to_action,
+        })
     }
 
     fn closing(&mut self, c: &RawClosing, span: &Range<usize>) -> Option<Closing> {
@@ -936,7 +1140,10 @@ mod tests {
 
     #[test]
     fn slugs_fold_accents_and_drop_cjk() {
-        assert_eq!(slugify("Chinese money for VW’s Osnabrück plant?"), "chinese-money-for-vw-s-osnabruck-plant");
+        assert_eq!(
+            slugify("Chinese money for VW’s Osnabrück plant?"),
+            "chinese-money-for-vw-s-osnabruck-plant"
+        );
         assert_eq!(slugify("小红书"), "");
     }
 }

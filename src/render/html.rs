@@ -11,8 +11,9 @@ use maud::{DOCTYPE, Markup, PreEscaped, Render, html};
 
 use crate::model::{
     Article, Block, Body, Closing, Column, Editorial, Event, Heads, Image, Inline, Issue, NewsItem,
-    Person, Section, SectionContent,
+    Person, Section, SectionContent, collect_inline_fields,
 };
+use crate::personalize::Recipient;
 use crate::render::{Escape, Marks, Slot, Template, strip_marks};
 use crate::timefmt;
 
@@ -367,12 +368,46 @@ pub const WRAP_WIDTH: usize = 200;
 /// Renders the issue's HTML once, with slots for per-recipient parts.
 pub fn render(issue: &Issue) -> Template {
     let marks = Marks::new();
-    let markup = document(issue, &marks);
+    let markup = document(issue, &marks, Mode::Email);
     marks.into_template(&break_lines(&markup.into_string()), Escape::Html)
 }
 
-fn document(issue: &Issue, marks: &Marks) -> Markup {
-    let web = safe_url(&issue.publisher.web_url);
+/// Links the public web version shows in place of the email's personal ones.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WebLinks<'a> {
+    /// The archive's list of issues, shown where the email has "View in browser".
+    pub archive: Option<&'a str>,
+    /// Where readers subscribe, shown where the email has "Unsubscribe".
+    pub subscribe: Option<&'a str>,
+}
+
+/// Renders the public web version of the issue: nothing per recipient.
+///
+/// Merge tags show their fallback, a salutation with a tag that has none is
+/// left out, and the footer offers subscribing instead of unsubscribing.
+pub fn render_web(issue: &Issue, links: &WebLinks<'_>) -> String {
+    let marks = Marks::new();
+    let markup = document(issue, &marks, Mode::Web(links));
+    let template = marks.into_template(&break_lines(&markup.into_string()), Escape::Html);
+    // A reader with no fields gets every fallback; the web footer holds no
+    // unsubscribe slot, so the URL is never used.
+    template.fill(&Recipient::new("", ""), "")
+}
+
+/// Who the document is for.
+#[derive(Debug, Clone, Copy)]
+enum Mode<'a> {
+    /// One recipient's email, with slots.
+    Email,
+    /// The public archive page.
+    Web(&'a WebLinks<'a>),
+}
+
+fn document(issue: &Issue, marks: &Marks, mode: Mode<'_>) -> Markup {
+    let web = match mode {
+        Mode::Email => safe_url(&issue.publisher.web_url),
+        Mode::Web(_) => None,
+    };
     html! {
         (DOCTYPE)
         html lang=(Txt(&issue.language)) dir="ltr" xmlns="http://www.w3.org/1999/xhtml"
@@ -399,13 +434,13 @@ fn document(issue: &Issue, marks: &Marks) -> Markup {
                                 (PreEscaped(MSO_OPEN))
                                 table role="presentation" cellpadding="0" cellspacing="0"
                                     border="0" width="600" align="center" style=(COLUMN) {
-                                    (masthead(issue, web))
-                                    (salutation(issue, marks))
+                                    (masthead(issue, web, mode))
+                                    (salutation(issue, marks, mode))
                                     (contents(issue))
                                     @for s in &issue.sections {
                                         (section(s, issue, marks))
                                     }
-                                    (footer(issue, web, marks))
+                                    (footer(issue, web, marks, mode))
                                 }
                                 (PreEscaped(MSO_CLOSE))
                             }
@@ -417,13 +452,22 @@ fn document(issue: &Issue, marks: &Marks) -> Markup {
     }
 }
 
-fn masthead(issue: &Issue, web: Option<&str>) -> Markup {
+fn masthead(issue: &Issue, web: Option<&str>, mode: Mode<'_>) -> Markup {
+    let archive = match mode {
+        Mode::Email => None,
+        Mode::Web(links) => links.archive,
+    };
     html! {
         tr {
             td.px style=(HEAD_CELL) {
                 @if let Some(url) = web {
                     p.m style=(TOPLINE) {
                         a href=(Txt(url)) style=(LINK_SANS) { "View in browser" }
+                    }
+                }
+                @if let Some(url) = archive {
+                    p.m style=(TOPLINE) {
+                        a href=(Txt(url)) style=(LINK_SANS) { "All issues" }
                     }
                 }
                 h1 style=(H1) { (Txt(&issue.newsletter)) }
@@ -435,10 +479,19 @@ fn masthead(issue: &Issue, web: Option<&str>) -> Markup {
     }
 }
 
-fn salutation(issue: &Issue, marks: &Marks) -> Markup {
+fn salutation(issue: &Issue, marks: &Marks, mode: Mode<'_>) -> Markup {
     let greeting = &issue.publisher.salutation;
+    // "Dear ," reads worse on the web than no greeting at all.
+    let shown = match mode {
+        Mode::Email => true,
+        Mode::Web(_) => {
+            let mut fields = Vec::new();
+            collect_inline_fields(greeting, &mut fields);
+            fields.iter().all(|f| f.fallback.is_some())
+        }
+    };
     html! {
-        @if !greeting.is_empty() {
+        @if shown && !greeting.is_empty() {
             tr {
                 td.px style=(CELL) {
                     p style=(P) { (inlines(greeting, SERIF_INK, marks)) }
@@ -653,12 +706,14 @@ fn image(img: &Image) -> Markup {
     }
 }
 
-fn footer(issue: &Issue, web: Option<&str>, marks: &Marks) -> Markup {
+fn footer(issue: &Issue, web: Option<&str>, marks: &Marks, mode: Mode<'_>) -> Markup {
     let p = &issue.publisher;
+    // Why "you" receive it is only true in a subscriber's inbox.
+    let reason = matches!(mode, Mode::Email) && !p.reason.trim().is_empty();
     html! {
         tr {
             td.px.m style=(FOOT_CELL) {
-                @if !p.reason.trim().is_empty() {
+                @if reason {
                     p.m style=(FOOT_P) { (lines(&p.reason)) }
                 }
                 @if let Some(url) = web {
@@ -666,9 +721,20 @@ fn footer(issue: &Issue, web: Option<&str>, marks: &Marks) -> Markup {
                         a href=(Txt(url)) style=(LINK_SANS) { "View in browser" }
                     }
                 }
-                p.m style=(FOOT_P) {
-                    a href=(PreEscaped(marks.mark(Slot::UnsubscribeUrl))) style=(LINK_SANS) {
-                        "Unsubscribe"
+                @match mode {
+                    Mode::Email => {
+                        p.m style=(FOOT_P) {
+                            a href=(PreEscaped(marks.mark(Slot::UnsubscribeUrl))) style=(LINK_SANS) {
+                                "Unsubscribe"
+                            }
+                        }
+                    }
+                    Mode::Web(links) => {
+                        @if let Some(url) = links.subscribe.and_then(safe_url) {
+                            p.m style=(FOOT_P) {
+                                a href=(Txt(url)) style=(LINK_SANS) { "Subscribe" }
+                            }
+                        }
                     }
                 }
                 @if !p.postal_address.trim().is_empty() {
