@@ -80,6 +80,10 @@ pub struct NewsletterConfig {
     /// Where readers subscribe (archive pages link it instead of unsubscribe).
     #[serde(default)]
     pub subscribe_url: Option<String>,
+    /// CSS for the email's `<style>` block; default `templates/email.css`,
+    /// or the copy built into the binary when that file is absent.
+    #[serde(default)]
+    pub stylesheet: Option<PathBuf>,
 }
 
 fn default_language() -> String {

@@ -47,6 +47,9 @@ pub struct Publisher {
     pub web_url: String,
     /// Zones in which every event's start is shown, the first one leading.
     pub event_zones: Vec<TimeZone>,
+    /// Progressive-enhancement CSS for the email's `<style>` block, checked
+    /// and without comments (from `templates/email.css`).
+    pub stylesheet: String,
 }
 
 /// A section as readers see it: a label, an anchor and its content.

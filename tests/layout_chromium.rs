@@ -183,6 +183,10 @@ fn long_issue(image_size: Option<(u32, u32)>) -> Issue {
                 TimeZone::get("Europe/Berlin").unwrap(),
                 TimeZone::get("Asia/Shanghai").unwrap(),
             ],
+            stylesheet: briefing::render::html::prepare_stylesheet(
+                briefing::render::html::DEFAULT_STYLESHEET,
+            )
+            .unwrap(),
         },
     }
 }

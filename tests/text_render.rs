@@ -57,6 +57,10 @@ fn publisher() -> Publisher {
             TimeZone::get("Europe/Berlin").unwrap(),
             TimeZone::get("Asia/Shanghai").unwrap(),
         ],
+        stylesheet: briefing::render::html::prepare_stylesheet(
+            briefing::render::html::DEFAULT_STYLESHEET,
+        )
+        .unwrap(),
     }
 }
 

@@ -1065,6 +1065,7 @@ impl V<'_> {
             .iter()
             .filter_map(|z| TimeZone::get(z).ok())
             .collect();
+        let stylesheet = self.stylesheet()?;
         Some(Publisher {
             postal_address: cfg.newsletter.postal_address.clone(),
             reason: cfg.newsletter.reason.clone(),
@@ -1075,7 +1076,57 @@ impl V<'_> {
                 slug
             ),
             event_zones,
+            stylesheet,
         })
+    }
+
+    /// The email's stylesheet: the configured file, else
+    /// `templates/email.css` beside the config, else the built-in copy.
+    fn stylesheet(&mut self) -> Option<String> {
+        use crate::render::html::{DEFAULT_STYLESHEET, prepare_stylesheet};
+        let cfg = self.cx.config;
+        let (path, required) = match &cfg.newsletter.stylesheet {
+            Some(p) => (cfg.resolve(p), true),
+            None => (cfg.resolve(Path::new("templates/email.css")), false),
+        };
+        let text = match (self.cx.read)(&path) {
+            Ok(bytes) => {
+                self.body_files.push(path.clone());
+                match String::from_utf8(bytes) {
+                    Ok(t) => t,
+                    Err(_) => {
+                        self.out.push(
+                            Diagnostic::error(
+                                "the stylesheet is not UTF-8 text, expected a UTF-8 CSS file",
+                            )
+                            .field("newsletter.stylesheet")
+                            .at(&SourceFile::new(&path, ""), None),
+                        );
+                        return None;
+                    }
+                }
+            }
+            Err(e) if required => {
+                self.out.push(
+                    Diagnostic::error(format!("cannot read the stylesheet: {e}"))
+                        .field("newsletter.stylesheet")
+                        .at(&SourceFile::new(&cfg.source, ""), None),
+                );
+                return None;
+            }
+            Err(_) => DEFAULT_STYLESHEET.to_string(),
+        };
+        match prepare_stylesheet(&text) {
+            Ok(css) => Some(css),
+            Err(why) => {
+                self.out.push(
+                    Diagnostic::error(format!("the email stylesheet cannot be used: {why}"))
+                        .field("newsletter.stylesheet")
+                        .at(&SourceFile::new(&path, text), None),
+                );
+                None
+            }
+        }
     }
 }
 

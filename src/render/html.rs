@@ -337,20 +337,58 @@ const LINK_BOLD: &str = concat!(
 
 // Gmail drops a <style> block with nested at-rules, so each @media stands
 // alone. Everything here is optional: the email reads the same without it.
-const STYLE: &str = concat!(
-    ":root{color-scheme:light dark}\n",
-    "body{margin:0;padding:0}\n",
-    "@media (max-width:620px){.g{padding:0 !important}\n",
-    ".px{padding-left:16px !important;padding-right:16px !important}}\n",
-    "@media (prefers-color-scheme:dark){\n",
-    "body,.e,.e table,.e td{background-color:#121212 !important}\n",
-    ".e .g{background-color:#000000 !important}\n",
-    ".e *{color:#e6e6e6 !important}\n",
-    ".e .m{color:#b3b3b3 !important}\n",
-    ".e .k{color:#ff8a80 !important}\n",
-    ".e a,.e a *{color:#8ab4f8 !important}\n",
-    ".e pre,.e code{background-color:#262626 !important}}\n"
-);
+/// The stylesheet built into the binary: `templates/email.css` as it was
+/// at build time, used when the config names none and the file is absent.
+pub const DEFAULT_STYLESHEET: &str = include_str!("../../templates/email.css");
+
+/// Gmail drops `<style>` blocks past about 16 KB (email-standards G3).
+pub const MAX_STYLESHEET_BYTES: usize = 16 * 1024;
+
+/// Checks a stylesheet for the `<style>` block and strips its comments,
+/// which would otherwise travel in every copy. Says what is wrong when Gmail
+/// would drop the block or the text could close the element.
+pub fn prepare_stylesheet(css: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(css.len());
+    let mut rest = css;
+    while let Some(start) = rest.find("/*") {
+        out.push_str(&rest[..start]);
+        match rest[start + 2..].find("*/") {
+            Some(end) => rest = &rest[start + 2 + end + 2..],
+            None => return Err("a comment is not closed, expected `*/`".into()),
+        }
+    }
+    out.push_str(rest);
+    let out: String = out
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    if out.contains("</") {
+        return Err("it contains `</`, which would end the <style> element".into());
+    }
+    if out.len() > MAX_STYLESHEET_BYTES {
+        return Err(format!(
+            "it is {} bytes, over the {MAX_STYLESHEET_BYTES} Gmail keeps",
+            out.len()
+        ));
+    }
+    let mut depth = 0usize;
+    for c in out.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            '@' if depth > 0 => {
+                return Err(
+                    "an at-rule is nested in another block; Gmail then drops the whole <style>"
+                        .into(),
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
 
 // Outlook on Windows scales attribute sizes at 120 dpi unless told 96.
 const MSO_HEAD: &str = "<!--[if mso]><noscript><xml><o:OfficeDocumentSettings>\
@@ -421,7 +459,7 @@ fn document(issue: &Issue, marks: &Marks, mode: Mode<'_>) -> Markup {
                 meta name="description" content=(Txt(&issue.preheader));
                 title { (Txt(&issue.subject)) }
                 (PreEscaped(MSO_HEAD))
-                style { (PreEscaped(STYLE)) }
+                style { (PreEscaped(issue.publisher.stylesheet.as_str())) }
             }
             body style=(BODY_STYLE) {
                 div.e role="article" aria-roledescription="email" aria-label=(Txt(&issue.subject))
@@ -1253,12 +1291,17 @@ mod tests {
 
     #[test]
     fn style_block_is_small_and_flat() {
-        assert!(STYLE.len() < 2048);
+        let style = prepare_stylesheet(DEFAULT_STYLESHEET).unwrap();
+        assert!(style.len() < 2048);
+        assert!(!style.contains("/*"), "comments are stripped");
         // One level of braces only inside each @media: no nested at-rules.
-        for media in STYLE.split("@media").skip(1) {
+        for media in style.split("@media").skip(1) {
             let body = media.split_once('{').map_or("", |(_, b)| b);
             let end = body.find("}}").unwrap_or(body.len());
             assert!(!body[..end].contains('@'), "{media}");
         }
+        assert!(prepare_stylesheet("@media x{@media y{a{b:c}}}").is_err());
+        assert!(prepare_stylesheet("a{content:\"</style>\"}").is_err());
+        assert!(prepare_stylesheet("/* open").is_err());
     }
 }
