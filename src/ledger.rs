@@ -184,6 +184,19 @@ pub struct Suppression {
     pub created_at: String,
 }
 
+/// A suppression to record with [`Ledger::suppress_all`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSuppression {
+    /// The address.
+    pub email: String,
+    /// `unsubscribed`, `hard-bounce`, `complaint`, `manual`.
+    pub reason: String,
+    /// Where it came from (`import`, `mailto`, ...).
+    pub source: String,
+    /// When it happened (from the import file, else now).
+    pub created_at: Timestamp,
+}
+
 /// An open ledger database.
 pub struct Ledger {
     conn: Connection,
@@ -279,7 +292,11 @@ impl Ledger {
     }
 
     /// The record of a send, if it ever started.
-    pub fn send_record(&self, issue: &str, kind: SendKind) -> Result<Option<SendRecord>, LedgerError> {
+    pub fn send_record(
+        &self,
+        issue: &str,
+        kind: SendKind,
+    ) -> Result<Option<SendRecord>, LedgerError> {
         self.conn
             .query_row(
                 "SELECT issue, kind, state, subject, started_at, finished_at, invalid, duplicates, imported
@@ -306,7 +323,13 @@ impl Ledger {
     /// Starts (or resumes) a send: creates its record and turns rows left
     /// `sending` by a dead run into `uncertain`. Returns how many became
     /// uncertain.
-    pub fn begin(&self, issue: &str, kind: SendKind, subject: &str, now: Timestamp) -> Result<u64, LedgerError> {
+    pub fn begin(
+        &self,
+        issue: &str,
+        kind: SendKind,
+        subject: &str,
+        now: Timestamp,
+    ) -> Result<u64, LedgerError> {
         let now = now.to_string();
         self.conn
             .execute(
@@ -336,7 +359,10 @@ impl Ledger {
             )
             .map_err(|e| self.err(e))?;
         self.conn
-            .execute("DELETE FROM sends WHERE issue = ?1 AND kind = 'test'", params![issue])
+            .execute(
+                "DELETE FROM sends WHERE issue = ?1 AND kind = 'test'",
+                params![issue],
+            )
             .map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -347,10 +373,15 @@ impl Ledger {
         &mut self,
         issue: &str,
         kind: SendKind,
-        rows: impl FnOnce(&mut dyn FnMut(&Recipient, &str) -> Result<bool, LedgerError>) -> Result<(u64, u64), LedgerError>,
+        rows: impl FnOnce(
+            &mut dyn FnMut(&Recipient, &str) -> Result<bool, LedgerError>,
+        ) -> Result<(u64, u64), LedgerError>,
     ) -> Result<(), LedgerError> {
         let path = self.path.clone();
-        let err = |source| LedgerError::Sqlite { path: path.clone(), source };
+        let err = |source| LedgerError::Sqlite {
+            path: path.clone(),
+            source,
+        };
         let tx = self.conn.transaction().map_err(err)?;
         let (invalid, duplicates) = {
             let mut stmt = tx
@@ -388,7 +419,13 @@ impl Ledger {
 
     /// Claims the next fresh pending row (never tried), marking it
     /// `sending`; suppressed addresses are marked `suppressed` on the way.
-    pub fn claim_next(&self, issue: &str, kind: SendKind, message_id: impl Fn() -> String, now: Timestamp) -> Result<Option<Delivery>, LedgerError> {
+    pub fn claim_next(
+        &self,
+        issue: &str,
+        kind: SendKind,
+        message_id: impl Fn() -> String,
+        now: Timestamp,
+    ) -> Result<Option<Delivery>, LedgerError> {
         loop {
             let next: Option<(i64, String, String, String, String, bool)> = self
                 .conn
@@ -399,7 +436,16 @@ impl Ledger {
                      WHERE d.issue = ?1 AND d.kind = ?2 AND d.state = 'pending' AND d.attempts = 0
                      ORDER BY d.id LIMIT 1",
                     params![issue, kind.as_str()],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                    |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                        ))
+                    },
                 )
                 .optional()
                 .map_err(|e| self.err(e))?;
@@ -407,10 +453,17 @@ impl Ledger {
                 return Ok(None);
             };
             if suppressed && kind == SendKind::Real {
-                self.set_state(id, DeliveryState::Suppressed, Some("on the suppression list"), now)?;
+                self.set_state(
+                    id,
+                    DeliveryState::Suppressed,
+                    Some("on the suppression list"),
+                    now,
+                )?;
                 continue;
             }
-            return self.claim(id, email, name, fields, 0, message_id(), now).map(Some);
+            return self
+                .claim(id, email, name, fields, 0, message_id(), now)
+                .map(Some);
         }
     }
 
@@ -418,7 +471,12 @@ impl Ledger {
     /// the first try's Message-ID, so a receiver that did get the first try
     /// after all can tell the two copies are one message. An address
     /// suppressed since the first try is marked `suppressed` instead.
-    pub fn claim_retry(&self, id: i64, message_id: String, now: Timestamp) -> Result<Option<Delivery>, LedgerError> {
+    pub fn claim_retry(
+        &self,
+        id: i64,
+        message_id: String,
+        now: Timestamp,
+    ) -> Result<Option<Delivery>, LedgerError> {
         let row: Option<(String, String, String, u32, Option<String>, bool)> = self
             .conn
             .query_row(
@@ -432,12 +490,18 @@ impl Ledger {
             .map_err(|e| self.err(e))?;
         match row {
             Some((_, _, _, _, _, true)) => {
-                self.set_state(id, DeliveryState::Suppressed, Some("on the suppression list"), now)?;
+                self.set_state(
+                    id,
+                    DeliveryState::Suppressed,
+                    Some("on the suppression list"),
+                    now,
+                )?;
                 Ok(None)
             }
             Some((email, name, fields, attempts, earlier_id, false)) => {
                 let message_id = earlier_id.unwrap_or(message_id);
-                self.claim(id, email, name, fields, attempts, message_id, now).map(Some)
+                self.claim(id, email, name, fields, attempts, message_id, now)
+                    .map(Some)
             }
             None => Ok(None),
         }
@@ -457,7 +521,16 @@ impl Ledger {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn claim(&self, id: i64, email: String, name: String, fields: String, attempts: u32, message_id: String, now: Timestamp) -> Result<Delivery, LedgerError> {
+    fn claim(
+        &self,
+        id: i64,
+        email: String,
+        name: String,
+        fields: String,
+        attempts: u32,
+        message_id: String,
+        now: Timestamp,
+    ) -> Result<Delivery, LedgerError> {
         self.conn
             .execute(
                 "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, message_id = ?2, updated_at = ?3 WHERE id = ?1",
@@ -504,7 +577,13 @@ impl Ledger {
     }
 
     /// Records a row's new state and the server's reply.
-    pub fn set_state(&self, id: i64, state: DeliveryState, reply: Option<&str>, now: Timestamp) -> Result<(), LedgerError> {
+    pub fn set_state(
+        &self,
+        id: i64,
+        state: DeliveryState,
+        reply: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), LedgerError> {
         let now = now.to_string();
         let sent_at = (state == DeliveryState::Sent).then(|| now.clone());
         self.conn
@@ -518,7 +597,13 @@ impl Ledger {
     }
 
     /// Closes a send's record as `done` or `interrupted`.
-    pub fn finish(&self, issue: &str, kind: SendKind, state: &str, now: Timestamp) -> Result<(), LedgerError> {
+    pub fn finish(
+        &self,
+        issue: &str,
+        kind: SendKind,
+        state: &str,
+        now: Timestamp,
+    ) -> Result<(), LedgerError> {
         self.conn
             .execute(
                 "UPDATE sends SET state = ?3, finished_at = ?4 WHERE issue = ?1 AND kind = ?2",
@@ -536,7 +621,9 @@ impl Ledger {
             .map_err(|e| self.err(e))?;
         let mut c = Counts::default();
         let rows = stmt
-            .query_map(params![issue, kind.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .query_map(params![issue, kind.as_str()], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
             .map_err(|e| self.err(e))?;
         for row in rows {
             let (state, n) = row.map_err(|e| self.err(e))?;
@@ -554,7 +641,12 @@ impl Ledger {
     }
 
     /// Failed and uncertain recipients with their last reply.
-    pub fn failures(&self, issue: &str, kind: SendKind, limit: usize) -> Result<Vec<Failure>, LedgerError> {
+    pub fn failures(
+        &self,
+        issue: &str,
+        kind: SendKind,
+        limit: usize,
+    ) -> Result<Vec<Failure>, LedgerError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -576,7 +668,11 @@ impl Ledger {
     }
 
     /// First and last delivery time of a send, for its rate.
-    pub fn sent_span(&self, issue: &str, kind: SendKind) -> Result<Option<(String, String)>, LedgerError> {
+    pub fn sent_span(
+        &self,
+        issue: &str,
+        kind: SendKind,
+    ) -> Result<Option<(String, String)>, LedgerError> {
         self.conn
             .query_row(
                 "SELECT MIN(sent_at), MAX(sent_at) FROM deliveries WHERE issue = ?1 AND kind = ?2 AND sent_at IS NOT NULL",
@@ -588,7 +684,13 @@ impl Ledger {
     }
 
     /// Adds an address to the suppression list (keeps the first reason).
-    pub fn suppress(&self, email: &str, reason: &str, source: &str, now: Timestamp) -> Result<bool, LedgerError> {
+    pub fn suppress(
+        &self,
+        email: &str,
+        reason: &str,
+        source: &str,
+        now: Timestamp,
+    ) -> Result<bool, LedgerError> {
         let n = self
             .conn
             .execute(
@@ -648,6 +750,75 @@ impl Ledger {
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Makes every commit on this connection durable against power loss
+    /// too (`synchronous=FULL`), for callers whose answer promises the
+    /// write is done, such as a 200 to an unsubscribe.
+    pub fn sync_every_commit(&self) -> Result<(), LedgerError> {
+        self.conn
+            .execute_batch("PRAGMA synchronous=FULL;")
+            .map_err(|e| self.err(e))
+    }
+
+    /// The address an unsubscribe token was issued to, in any send.
+    pub fn email_for_token(&self, token: &str) -> Result<Option<String>, LedgerError> {
+        // Cached: `briefing serve` runs this on every request.
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT email FROM deliveries WHERE token = ?1 ORDER BY id DESC LIMIT 1",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_row(params![token], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Removes an address from the suppression list only if it is there for
+    /// `reason`, so a reader resubscribing cannot undo a bounce or complaint.
+    pub fn unsuppress_if(&self, email: &str, reason: &str) -> Result<bool, LedgerError> {
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM suppressions WHERE email_key = ?1 AND reason = ?2",
+                params![crate::recipients::address_key(email), reason],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
+    /// Adds many addresses in one transaction (keeping the first reason of
+    /// each); returns how many were new.
+    pub fn suppress_all(&mut self, items: &[NewSuppression]) -> Result<u64, LedgerError> {
+        let path = self.path.clone();
+        let err = |source| LedgerError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let mut added = 0;
+        {
+            let mut stmt = tx
+                .prepare(
+                    "INSERT INTO suppressions (email_key, email, reason, source, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (email_key) DO NOTHING",
+                )
+                .map_err(err)?;
+            for s in items {
+                added += stmt
+                    .execute(params![
+                        crate::recipients::address_key(&s.email),
+                        s.email.trim(),
+                        s.reason,
+                        s.source,
+                        s.created_at.to_string()
+                    ])
+                    .map_err(err)? as u64;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(added)
     }
 
     /// Every issue with a send record, oldest first.
@@ -725,7 +896,10 @@ mod tests {
 
     #[test]
     fn fields_survive_the_round_trip() {
-        let f = vec![("company".to_string(), "A=B\\C\nD".to_string()), ("x".into(), String::new())];
+        let f = vec![
+            ("company".to_string(), "A=B\\C\nD".to_string()),
+            ("x".into(), String::new()),
+        ];
         assert_eq!(decode_fields(&encode_fields(&f)), f);
     }
 
@@ -740,15 +914,25 @@ mod tests {
             Ok((0, 1))
         })
         .unwrap();
-        let d = l.claim_next("i", SendKind::Real, || "<m1@x>".into(), now()).unwrap().unwrap();
+        let d = l
+            .claim_next("i", SendKind::Real, || "<m1@x>".into(), now())
+            .unwrap()
+            .unwrap();
         assert_eq!(d.recipient.email, "a@example.org");
         // The process dies here; the next run begins again.
         assert_eq!(l.begin("i", SendKind::Real, "S", now()).unwrap(), 1);
         let c = l.counts("i", SendKind::Real).unwrap();
         assert_eq!((c.uncertain, c.pending), (1, 1));
-        let d2 = l.claim_next("i", SendKind::Real, || "<m2@x>".into(), now()).unwrap().unwrap();
+        let d2 = l
+            .claim_next("i", SendKind::Real, || "<m2@x>".into(), now())
+            .unwrap()
+            .unwrap();
         assert_eq!(d2.recipient.email, "b@example.org");
-        assert!(l.claim_next("i", SendKind::Real, || "<m3@x>".into(), now()).unwrap().is_none());
+        assert!(
+            l.claim_next("i", SendKind::Real, || "<m3@x>".into(), now())
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
@@ -761,9 +945,70 @@ mod tests {
             Ok((0, 0))
         })
         .unwrap();
-        l.suppress("A@example.org", "unsubscribed", "test", now()).unwrap();
-        let d = l.claim_next("i", SendKind::Real, || "<m@x>".into(), now()).unwrap().unwrap();
+        l.suppress("A@example.org", "unsubscribed", "test", now())
+            .unwrap();
+        let d = l
+            .claim_next("i", SendKind::Real, || "<m@x>".into(), now())
+            .unwrap()
+            .unwrap();
         assert_eq!(d.recipient.email, "b@example.org");
         assert_eq!(l.counts("i", SendKind::Real).unwrap().suppressed, 1);
+    }
+
+    #[test]
+    fn tokens_find_their_address_and_resubscribing_keeps_bounces() {
+        let mut l = Ledger::in_memory().unwrap();
+        l.begin("i", SendKind::Real, "S", now()).unwrap();
+        l.import("i", SendKind::Real, |add| {
+            add(&Recipient::new("a@example.org", "A"), "tok-a")?;
+            add(&Recipient::new("b@example.org", "B"), "tok-b")?;
+            Ok((0, 0))
+        })
+        .unwrap();
+        assert_eq!(
+            l.email_for_token("tok-b").unwrap().as_deref(),
+            Some("b@example.org")
+        );
+        assert_eq!(l.email_for_token("tok-c").unwrap(), None);
+
+        l.suppress("a@example.org", "unsubscribed", "one-click", now())
+            .unwrap();
+        l.suppress("b@example.org", "hard-bounce", "smtp", now())
+            .unwrap();
+        assert!(!l.unsuppress_if("b@example.org", "unsubscribed").unwrap());
+        assert!(l.suppression("b@example.org").unwrap().is_some());
+        assert!(l.unsuppress_if("A@Example.org", "unsubscribed").unwrap());
+        assert!(l.suppression("a@example.org").unwrap().is_none());
+    }
+
+    #[test]
+    fn suppress_all_keeps_first_reasons_and_counts_new_rows() {
+        let mut l = Ledger::in_memory().unwrap();
+        l.suppress("a@example.org", "complaint", "smtp", now())
+            .unwrap();
+        let when: Timestamp = "2024-12-01T00:00:00Z".parse().unwrap();
+        let item = |email: &str| NewSuppression {
+            email: email.into(),
+            reason: "hard-bounce".into(),
+            source: "import".into(),
+            created_at: when,
+        };
+        let n = l
+            .suppress_all(&[
+                item("A@example.org"),
+                item("c@example.org"),
+                item("c@example.org"),
+            ])
+            .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(
+            l.suppression("a@example.org").unwrap().unwrap().reason,
+            "complaint"
+        );
+        let c = l.suppression("c@example.org").unwrap().unwrap();
+        assert_eq!(
+            (c.reason.as_str(), c.created_at.as_str()),
+            ("hard-bounce", "2024-12-01T00:00:00Z")
+        );
     }
 }

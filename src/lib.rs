@@ -41,6 +41,8 @@ pub mod recipients;
 pub mod render;
 pub mod schedule;
 pub mod send;
+pub mod serve;
+pub mod suppress;
 pub mod timefmt;
 pub mod token;
 pub mod transport;

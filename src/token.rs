@@ -89,19 +89,80 @@ impl Secret {
     }
 }
 
+/// Length of a token: 32 HMAC-SHA256 bytes in unpadded base64url.
+pub const TOKEN_LEN: usize = 43;
+
+/// True when `s` has the shape of a token, so malformed input can be turned
+/// away before any database lookup.
+pub fn looks_like_token(s: &str) -> bool {
+    s.len() == TOKEN_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The current secret and earlier ones whose tokens still verify.
+#[derive(Debug, Clone)]
+pub struct Keyring {
+    /// Issues and verifies tokens.
+    pub current: Secret,
+    /// Only verify: mail sent before a rotation is still in inboxes.
+    pub previous: Vec<Secret>,
+}
+
+impl Keyring {
+    /// The configured secret (as [`Secret::from_config`]) and the earlier
+    /// ones listed, comma-separated, in `unsubscribe.previous_secrets_env`.
+    pub fn from_config(config: &Config, allow_development: bool) -> Result<Self, String> {
+        let current = Secret::from_config(config, allow_development)?;
+        let previous = std::env::var(&config.unsubscribe.previous_secrets_env)
+            .map(|v| parse_previous(&v))
+            .unwrap_or_default();
+        Ok(Self { current, previous })
+    }
+
+    /// True when `token` was issued for this address and list with any of
+    /// the secrets.
+    pub fn verify(&self, list_id: &str, email: &str, token: &str) -> bool {
+        // Every key is tried even after a match, so the time taken does not
+        // tell which secret (or whether an old one) signed the token.
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .fold(false, |ok, s| s.verify(list_id, email, token) | ok)
+    }
+}
+
+/// Earlier secrets from a comma-separated list; blanks are skipped.
+fn parse_previous(v: &str) -> Vec<Secret> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| Secret::new(s.as_bytes()))
+        .collect()
+}
+
 fn read_secret_file(path: &Path) -> Result<Vec<u8>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the unsubscribe secret file {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "cannot read the unsubscribe secret file {}: {e}",
+            path.display()
+        )
+    })?;
     let line = text.lines().next().unwrap_or("").trim();
     if line.is_empty() {
-        return Err(format!("the unsubscribe secret file {} is empty", path.display()));
+        return Err(format!(
+            "the unsubscribe secret file {} is empty",
+            path.display()
+        ));
     }
     Ok(line.as_bytes().to_vec())
 }
 
 /// A recipient's unsubscribe URL from the configured base and a token.
 pub fn unsubscribe_url(config: &Config, token: &str) -> String {
-    format!("{}/{token}", config.unsubscribe.base_url.trim_end_matches('/'))
+    format!(
+        "{}/{token}",
+        config.unsubscribe.base_url.trim_end_matches('/')
+    )
 }
 
 #[cfg(test)]
@@ -116,6 +177,37 @@ mod tests {
         assert!(!s.verify("list.example.org", "bob@example.org", &t));
         assert!(!s.verify("other.example.org", "anna@example.org", &t));
         assert!(!Secret::new("k2").verify("list.example.org", "anna@example.org", &t));
-        assert!(t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(
+            t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+    }
+
+    #[test]
+    fn a_keyring_accepts_tokens_of_previous_secrets_only_for_their_address() {
+        let old = Secret::new("old");
+        let t = old.token("list.example.org", "anna@example.org");
+        let ring = Keyring {
+            current: Secret::new("new"),
+            previous: parse_previous(" , other ,old,"),
+        };
+        assert_eq!(ring.previous.len(), 2);
+        assert!(ring.verify("list.example.org", "anna@example.org", &t));
+        assert!(!ring.verify("list.example.org", "bob@example.org", &t));
+        assert!(!ring.verify("other.example.org", "anna@example.org", &t));
+        let fresh = Keyring {
+            current: Secret::new("new"),
+            previous: Vec::new(),
+        };
+        assert!(!fresh.verify("list.example.org", "anna@example.org", &t));
+    }
+
+    #[test]
+    fn token_shape_is_checked_before_lookup() {
+        let t = Secret::new("k").token("l", "a@example.org");
+        assert!(looks_like_token(&t));
+        assert!(!looks_like_token(&t[1..]));
+        assert!(!looks_like_token(&format!("{}=", &t[1..])));
+        assert!(!looks_like_token(""));
     }
 }
