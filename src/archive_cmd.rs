@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use briefing::archive::{self, Standing};
 use briefing::clock::Clock;
 use briefing::config::Config;
-use briefing::ledger::{Ledger, SendKind};
+use briefing::ledger::SendKind;
 use briefing::{manifest, schedule, watch};
 
 use crate::exit;
@@ -40,18 +40,9 @@ pub fn archive(args: ArchiveArgs, config: &Config, _clock: &dyn Clock) -> u8 {
             return exit::BAD_INPUT;
         }
     };
-    let ledger_path = config.resolve(&config.send.ledger);
-    // No ledger yet means nothing was ever sent; opening it would create one.
-    let ledger = if ledger_path.exists() {
-        match Ledger::open(&ledger_path) {
-            Ok(l) => Some(l),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::BAD_INPUT;
-            }
-        }
-    } else {
-        None
+    let ledger = match crate::existing_ledger(config) {
+        Ok(l) => l,
+        Err(code) => return code,
     };
     let record = |slug: &str| match &ledger {
         Some(l) => l.send_record(slug, SendKind::Real),
@@ -176,16 +167,9 @@ pub fn watch(issue: &Path, listen: &str, config_path: Option<&Path>, clock: &dyn
             return exit::BAD_INPUT;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit::BAD_INPUT;
-        }
+        Err(code) => return code,
     };
     let listener = match listener
         .set_nonblocking(true)

@@ -265,3 +265,30 @@ fn preview_cmd(
 
 /// Shared by subcommands that need the clock behind an `Arc`.
 pub type SharedClock = Arc<dyn Clock>;
+
+/// The async runtime for commands that do network work; on failure the
+/// error is printed and the exit code returned.
+pub fn runtime() -> Result<tokio::runtime::Runtime, u8> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            exit::BAD_INPUT
+        })
+}
+
+/// The ledger if it exists: reading commands must not create one (no
+/// ledger means nothing was ever sent).
+pub fn existing_ledger(config: &Config) -> Result<Option<briefing::ledger::Ledger>, u8> {
+    let path = config.resolve(&config.send.ledger);
+    if !path.exists() {
+        return Ok(None);
+    }
+    briefing::ledger::Ledger::open(&path)
+        .map(Some)
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            exit::BAD_INPUT
+        })
+}

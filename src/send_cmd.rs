@@ -233,15 +233,9 @@ fn send_one(
     };
     let reporter = Arc::new(Reporter::new(Arc::clone(&clock)));
     let progress: Arc<dyn Progress> = Arc::clone(&reporter) as Arc<dyn Progress>;
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit::BAD_INPUT;
-        }
+        Err(code) => return code,
     };
     let what = match kind {
         SendKind::Real => "send",
@@ -628,17 +622,9 @@ pub fn status(args: StatusArgs, config: &Config, clock: &dyn Clock) -> u8 {
     } else {
         vec![target.clone()]
     };
-    let ledger_path = config.resolve(&config.send.ledger);
-    let ledger = if ledger_path.exists() {
-        match Ledger::open(&ledger_path) {
-            Ok(l) => Some(l),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::BAD_INPUT;
-            }
-        }
-    } else {
-        None
+    let ledger = match crate::existing_ledger(config) {
+        Ok(l) => l,
+        Err(code) => return code,
     };
     let lock_dir = schedule::lock_dir(config);
     let mut all: Vec<IssueStatus> = Vec::new();

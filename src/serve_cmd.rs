@@ -97,15 +97,9 @@ pub fn serve(args: ServeArgs, config: &Config, clock: SharedClock) -> u8 {
             elog(log_clock.as_ref(), r.level(), &r.to_string());
         },
     );
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit::BAD_INPUT;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(&listen).await {
