@@ -3,13 +3,13 @@
 //! independent feed parser, for dead links, for leaked personal data and
 //! for byte-for-byte repeatable output.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Output};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use support::cli::{copy_dir, repo, show};
 
 const BASE: &str = "https://news.example.net/archive";
 const SUBSCRIBE: &str = "https://news.example.net/subscribe";
@@ -36,19 +36,6 @@ const DRAFT: (&str, &str) = (
 const SCHEDULED: (&str, &str) = ("2025-03-28", "Scheduled issue about the harbour birthday");
 /// After both sends, before the scheduled issue's send_at.
 const LATER: &str = "2025-03-20T12:00:00Z";
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
 
 /// A newsletter's folder: config, one subscriber, four issues.
 struct World {
@@ -105,15 +92,6 @@ impl World {
         assert_eq!(o.status.code(), Some(0), "{}", show(&o));
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Every file under `root`, by relative path, with its bytes.

@@ -5,8 +5,9 @@
 //! `config.toml`, so a change anywhere in the pipeline shows up as a change in
 //! what a reader would get.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use briefing::config::Config;
 use briefing::manifest::{self, LoadedIssue};
@@ -17,13 +18,10 @@ use briefing::render::{self, Escape, Part, RenderedIssue, Slot, Template};
 use briefing::token::{Secret, unsubscribe_url};
 use jiff::Timestamp;
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
+use support::cli::repo;
 use unicode_width::UnicodeWidthStr;
 
 // ---------------------------------------------------------------- fixtures
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn config() -> Config {
     match Config::load(Some(&repo().join("config.toml"))) {

@@ -1,12 +1,12 @@
 //! The `briefing` binary as an editor runs it: `preview` writes the three
 //! files, `check` sorts an issue into clean (0), warnings (1) and errors (2).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use support::cli::{copy_dir, repo, show};
 
 const SAMPLE: &str = "issues/2025-01-17/issue.toml";
 /// Before the sample's events (Jan 23) and its send time.
@@ -42,29 +42,6 @@ fn stderr(o: &Output) -> String {
 
 fn code(o: &Output) -> i32 {
     o.status.code().expect("exited, not killed")
-}
-
-/// Shown when an exit code is not the expected one.
-fn show(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        stdout(o),
-        stderr(o)
-    )
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// A copy of the sample issue folder (same folder name) in a fresh

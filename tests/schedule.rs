@@ -16,11 +16,12 @@ mod support;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Received, ServerOptions, SmtpServer};
+use support::cli::{Out, Running, copy_dir, count_of, email, repo, write_config};
+use support::{Received, ServerOptions, SmtpServer, per_rcpt, stored_count};
 
 const SECRET: &str = "s";
 /// `transport.pool_size` in every test config: at most this many rows can be
@@ -38,108 +39,6 @@ const STATES: &[&str] = &[
     "failed",
 ];
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-// ---------------------------------------------------------------------------
-// Running the binary
-// ---------------------------------------------------------------------------
-
-/// What a finished `briefing` run printed and returned.
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-/// How long one `briefing` run may take before the test gives up on it.
-const RUN_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A `briefing` process running in the background, output going to files;
-/// killed if a failing test leaves it running.
-struct Running {
-    child: Child,
-    out: tempfile::NamedTempFile,
-    err: tempfile::NamedTempFile,
-    what: String,
-}
-
-impl Running {
-    fn spawn(mut cmd: Command) -> Running {
-        let out = tempfile::NamedTempFile::new().unwrap();
-        let err = tempfile::NamedTempFile::new().unwrap();
-        let what = format!("{cmd:?}");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out.reopen().unwrap()))
-            .stderr(Stdio::from(err.reopen().unwrap()))
-            .spawn()
-            .expect("run briefing");
-        Running {
-            child,
-            out,
-            err,
-            what,
-        }
-    }
-
-    fn output(&self, code: Option<i32>) -> Out {
-        Out {
-            code,
-            stdout: fs::read_to_string(self.out.path()).unwrap(),
-            stderr: fs::read_to_string(self.err.path()).unwrap(),
-        }
-    }
-
-    /// Waits for the end (killing it after [`RUN_TIMEOUT`]).
-    fn wait(mut self) -> Out {
-        let deadline = Instant::now() + RUN_TIMEOUT;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "briefing did not finish within {RUN_TIMEOUT:?}: {}\n{}",
-                    self.what,
-                    self.output(None)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        self.output(status.code())
-    }
-
-    /// SIGKILL (what `Child::kill` sends on Unix), then reap.
-    fn kill(mut self) -> Out {
-        self.child.kill().expect("SIGKILL briefing");
-        let status = self.child.wait().unwrap();
-        self.output(status.code())
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------
 // A world: issues, a list, a config, a ledger, in a temporary folder
 // ---------------------------------------------------------------------------
@@ -148,11 +47,6 @@ struct World {
     dir: tempfile::TempDir,
     config: PathBuf,
     list: PathBuf,
-}
-
-/// The address of list member `i`.
-fn email(i: usize) -> String {
-    format!("reader{i:04}@example.org")
 }
 
 impl World {
@@ -166,48 +60,20 @@ impl World {
         let list = dir.path().join("list.csv");
         fs::write(&list, "email,name\n").unwrap();
         fs::write(dir.path().join("suppressed.csv"), "email,reason\n").unwrap();
-        let base = fs::read_to_string(repo().join("config.toml")).expect("repo config.toml");
-        let mut replaced = Vec::new();
-        let mut text = String::new();
-        for line in base.lines() {
-            let key = line.split('=').next().unwrap_or("").trim();
-            // Paths are relative to the config file's folder: the world.
-            let new = match key {
-                "lists" => Some("lists = [\"list.csv\"]".to_string()),
-                "suppressed" => Some("suppressed = \"suppressed.csv\"".to_string()),
-                "ledger" => Some("ledger = \"state/briefing.sqlite\"".to_string()),
-                "url" => Some(format!("url = \"{url}\"")),
-                "pool_size" => Some(format!("pool_size = {POOL_SIZE}")),
-                "backoff_ms" => Some("backoff_ms = 20".to_string()),
-                "late_after_minutes" => Some("late_after_minutes = 360".to_string()),
-                _ => None,
-            };
-            match new {
-                Some(n) => {
-                    replaced.push(key.to_string());
-                    text.push_str(&n);
-                }
-                None => text.push_str(line),
-            }
-            text.push('\n');
-        }
-        for k in [
-            "lists",
-            "suppressed",
-            "ledger",
-            "url",
-            "pool_size",
-            "backoff_ms",
-            "late_after_minutes",
-        ] {
-            assert_eq!(
-                replaced.iter().filter(|r| *r == k).count(),
-                1,
-                "config.toml changed shape: expected one `{k}` key"
-            );
-        }
         let config = dir.path().join("config.toml");
-        fs::write(&config, text).unwrap();
+        // Paths are relative to the config file's folder: the world.
+        write_config(
+            &config,
+            &[
+                ("lists", "[\"list.csv\"]".to_string()),
+                ("suppressed", "\"suppressed.csv\"".to_string()),
+                ("ledger", "\"state/briefing.sqlite\"".to_string()),
+                ("url", format!("\"{url}\"")),
+                ("pool_size", POOL_SIZE.to_string()),
+                ("backoff_ms", "20".to_string()),
+                ("late_after_minutes", "360".to_string()),
+            ],
+        );
         World { dir, config, list }
     }
 
@@ -321,40 +187,9 @@ impl World {
     }
 }
 
-/// Copies a folder tree.
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            fs::copy(e.path(), &target).unwrap();
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Reading what the server got
 // ---------------------------------------------------------------------------
-
-/// Messages stored per envelope recipient (lower-cased); every message must
-/// have exactly one recipient.
-fn per_rcpt(got: &[Received]) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for r in got {
-        assert_eq!(
-            r.envelope.rcpt_tos.len(),
-            1,
-            "message {} has {:?}",
-            r.seq,
-            r.envelope.rcpt_tos
-        );
-        *m.entry(r.envelope.rcpt_tos[0].to_lowercase()).or_insert(0) += 1;
-    }
-    m
-}
 
 /// The decoded Subject of a stored message (parsed with mail-parser).
 fn subject(r: &Received) -> String {
@@ -385,21 +220,6 @@ fn assert_one_each(got: &[Received], emails: &[String], subj: &str) {
             r.seq
         );
     }
-}
-
-/// Stored messages, counted without reading them (cheap enough to poll).
-fn stored_count(server: &SmtpServer) -> usize {
-    fs::read_dir(&server.maildir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .filter(|e| {
-                    let n = e.file_name();
-                    let n = n.to_string_lossy();
-                    n.ends_with(".eml") && !n.starts_with('.')
-                })
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------
@@ -613,12 +433,6 @@ fn assert_shape(v: &Value) {
         "status --json does not have the documented shape:\n  {}\n{v:#}",
         p.join("\n  ")
     );
-}
-
-fn count_of(status: &Value, key: &str) -> u64 {
-    status["counts"][key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no counts.{key} in {status:#}"))
 }
 
 // ---------------------------------------------------------------------------

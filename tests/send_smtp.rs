@@ -18,12 +18,13 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mail_parser::MimeHeaders;
-use support::{Received, ServerOptions, SmtpServer};
+use support::cli::{Out, copy_dir, count_of, email, repo, run, toml_path};
+use support::{ServerOptions, SmtpServer, per_rcpt, stored_count};
 
 /// The sample issue, relative to the repository root.
 const ISSUE: &str = "issues/2025-01-17/issue.toml";
@@ -34,17 +35,6 @@ const NOW: &str = "2025-01-16T12:00:00Z";
 const SECRET: &str = "test-secret";
 const DOMAIN: &str = "briefing.example.org";
 const FROM: &str = "news@briefing.example.org";
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A path as a TOML basic string.
-fn toml_path(p: &Path) -> String {
-    let s = p.to_str().expect("UTF-8 path");
-    assert!(!s.contains(['"', '\\']), "unexpected character in {s}");
-    format!("\"{s}\"")
-}
 
 /// One CSV field, quoted when needed.
 fn csv_field(s: &str) -> String {
@@ -62,11 +52,6 @@ fn csv_row(email: &str, name: &str, company: &str) -> String {
         csv_field(name),
         csv_field(company)
     )
-}
-
-/// The address of list member `i`.
-fn email(i: usize) -> String {
-    format!("reader{i:04}@example.org")
 }
 
 const NAMES: &[&str] = &[
@@ -94,65 +79,6 @@ fn simple_list(n: usize) -> Vec<String> {
     let mut lines = vec!["email,name,company".to_string()];
     lines.extend((0..n).map(|i| csv_row(&email(i), &name(i), "ACME")));
     lines
-}
-
-/// What a finished `briefing` run printed and returned.
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn all(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
-}
-
-impl std::fmt::Display for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-/// How long one `briefing` run may take before the test gives up on it.
-const RUN_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Runs `cmd` to the end (killing it after [`RUN_TIMEOUT`]), output captured
-/// through files so a full pipe can never stall it.
-fn run(mut cmd: Command) -> Out {
-    let out = tempfile::NamedTempFile::new().unwrap();
-    let err = tempfile::NamedTempFile::new().unwrap();
-    let mut child = cmd
-        .stdout(Stdio::from(out.reopen().unwrap()))
-        .stderr(Stdio::from(err.reopen().unwrap()))
-        .spawn()
-        .expect("run briefing");
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "briefing did not finish within {RUN_TIMEOUT:?}: {cmd:?}\n--- stdout ---\n{}--- stderr ---\n{}",
-                fs::read_to_string(out.path()).unwrap_or_default(),
-                fs::read_to_string(err.path()).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Out {
-        code: status.code(),
-        stdout: fs::read_to_string(out.path()).unwrap(),
-        stderr: fs::read_to_string(err.path()).unwrap(),
-    }
 }
 
 /// A test's own config, lists and ledger in a temporary folder.
@@ -357,48 +283,9 @@ impl Drop for Running {
     }
 }
 
-/// `counts.<key>` of a status document.
-fn count(status: &serde_json::Value, key: &str) -> u64 {
-    status["counts"][key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no counts.{key} in {status:#}"))
-}
-
-/// Messages stored per envelope recipient (lower-cased); every message must
-/// have exactly one.
-fn per_rcpt(got: &[Received]) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for r in got {
-        assert_eq!(
-            r.envelope.rcpt_tos.len(),
-            1,
-            "message {} has {:?}",
-            r.seq,
-            r.envelope.rcpt_tos
-        );
-        *m.entry(r.envelope.rcpt_tos[0].to_lowercase()).or_insert(0) += 1;
-    }
-    m
-}
-
 /// Addresses with more than one message.
 fn repeated(m: &BTreeMap<String, usize>) -> Vec<(&String, &usize)> {
     m.iter().filter(|(_, n)| **n > 1).collect()
-}
-
-/// Stored messages, counted without reading them (cheap enough to poll).
-fn stored_count(server: &SmtpServer) -> usize {
-    fs::read_dir(&server.maildir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .filter(|e| {
-                    let n = e.file_name();
-                    let n = n.to_string_lossy();
-                    n.ends_with(".eml") && !n.starts_with('.')
-                })
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 /// Polls until the server stored `n` messages or `child` exited.
@@ -481,20 +368,6 @@ fn issue_subject() -> String {
         .expect("subject line");
     let v: toml::Table = toml::from_str(line).expect("subject parses");
     v["subject"].as_str().unwrap().to_string()
-}
-
-/// Copies a folder tree.
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            fs::copy(e.path(), &target).unwrap();
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -732,18 +605,18 @@ fn every_valid_unsuppressed_address_gets_one_personal_message_with_list_headers(
     let st = fx.status(ISSUE);
     assert_eq!(
         (
-            count(&st, "sent"),
-            count(&st, "suppressed"),
-            count(&st, "failed")
+            count_of(&st, "sent"),
+            count_of(&st, "suppressed"),
+            count_of(&st, "failed")
         ),
         (195, 5, 0),
         "{st:#}"
     );
     assert_eq!(
         (
-            count(&st, "pending"),
-            count(&st, "uncertain"),
-            count(&st, "total")
+            count_of(&st, "pending"),
+            count_of(&st, "uncertain"),
+            count_of(&st, "total")
         ),
         (0, 0, 200),
         "{st:#}"
@@ -967,9 +840,9 @@ fn tempfails_are_retried_and_unknown_users_fail_and_are_suppressed_for_later_iss
     let st = fx.status(ISSUE);
     assert_eq!(
         (
-            count(&st, "sent"),
-            count(&st, "failed"),
-            count(&st, "pending")
+            count_of(&st, "sent"),
+            count_of(&st, "failed"),
+            count_of(&st, "pending")
         ),
         (55, 5, 0),
         "{st:#}"
@@ -1016,9 +889,9 @@ fn tempfails_are_retried_and_unknown_users_fail_and_are_suppressed_for_later_iss
     assert_eq!(st2["issue"], "2025-01-24");
     assert_eq!(
         (
-            count(&st2, "sent"),
-            count(&st2, "suppressed"),
-            count(&st2, "failed")
+            count_of(&st2, "sent"),
+            count_of(&st2, "suppressed"),
+            count_of(&st2, "failed")
         ),
         (55, 5, 0),
         "{st2:#}"
@@ -1046,7 +919,7 @@ fn dropped_connections_are_retried_without_duplicates() {
     assert!(repeated(&counts).is_empty(), "{:?}", repeated(&counts));
     let st = fx.status(ISSUE);
     assert_eq!(
-        (count(&st, "sent"), count(&st, "failed")),
+        (count_of(&st, "sent"), count_of(&st, "failed")),
         (200, 0),
         "{st:#}"
     );
@@ -1085,7 +958,7 @@ fn a_killed_send_resumes_without_duplicates_and_resends_only_uncertain_on_reques
         st["state"], "stopped",
         "a killed send should show as stopped: {st:#}"
     );
-    assert!(count(&st, "sending") as usize <= POOL, "{st:#}");
+    assert!(count_of(&st, "sending") as usize <= POOL, "{st:#}");
 
     // Rerun: finishes the rest, resends nothing.
     let resumed_at = Instant::now();
@@ -1109,7 +982,11 @@ fn a_killed_send_resumes_without_duplicates_and_resends_only_uncertain_on_reques
         .filter(|f| f["state"] == "uncertain")
         .map(|f| f["email"].as_str().unwrap().to_lowercase())
         .collect();
-    assert_eq!(count(&st, "uncertain") as usize, uncertain.len(), "{st:#}");
+    assert_eq!(
+        count_of(&st, "uncertain") as usize,
+        uncertain.len(),
+        "{st:#}"
+    );
     assert_eq!(
         resumed_code,
         Some(if uncertain.is_empty() { 0 } else { 1 }),
@@ -1119,7 +996,11 @@ fn a_killed_send_resumes_without_duplicates_and_resends_only_uncertain_on_reques
         uncertain.len() <= POOL,
         "more uncertain rows than connections: {uncertain:?}"
     );
-    assert_eq!(count(&st, "sent") as usize + uncertain.len(), N, "{st:#}");
+    assert_eq!(
+        count_of(&st, "sent") as usize + uncertain.len(),
+        N,
+        "{st:#}"
+    );
     if !uncertain.is_empty() {
         assert!(
             out.stdout.contains(&format!(
@@ -1180,7 +1061,7 @@ fn a_killed_send_resumes_without_duplicates_and_resends_only_uncertain_on_reques
     }
     let st = fx.status(ISSUE);
     assert_eq!(
-        (count(&st, "sent") as usize, count(&st, "uncertain")),
+        (count_of(&st, "sent") as usize, count_of(&st, "uncertain")),
         (N, 0),
         "{st:#}"
     );
@@ -1290,7 +1171,7 @@ fn test_copies_go_only_to_the_given_addresses_and_do_not_count_as_the_send() {
     }
     let st = fx.status(ISSUE);
     assert_eq!(
-        count(&st, "total"),
+        count_of(&st, "total"),
         0,
         "test copies counted as the real send: {st:#}"
     );
@@ -1327,7 +1208,7 @@ fn limit_sends_part_and_a_rerun_completes_without_duplicates() {
     assert_eq!(stored_count(&server), 10);
     let st = fx.status(ISSUE);
     assert_eq!(
-        (count(&st, "sent"), count(&st, "pending")),
+        (count_of(&st, "sent"), count_of(&st, "pending")),
         (10, 40),
         "{st:#}"
     );
@@ -1340,7 +1221,7 @@ fn limit_sends_part_and_a_rerun_completes_without_duplicates() {
     assert!(repeated(&counts).is_empty(), "{:?}", repeated(&counts));
     let st = fx.status(ISSUE);
     assert_eq!(
-        (count(&st, "sent"), count(&st, "pending")),
+        (count_of(&st, "sent"), count_of(&st, "pending")),
         (50, 0),
         "{st:#}"
     );
@@ -1394,16 +1275,20 @@ fn ctrl_c_finishes_messages_in_flight_exits_130_and_a_rerun_completes() {
     let st = fx.status(ISSUE);
     assert_eq!(st["state"], "stopped", "{st:#}");
     assert_eq!(
-        (count(&st, "uncertain"), count(&st, "sending")),
+        (count_of(&st, "uncertain"), count_of(&st, "sending")),
         (0, 0),
         "in-flight messages were not finished: {st:#}"
     );
     assert_eq!(
-        count(&st, "sent") as usize,
+        count_of(&st, "sent") as usize,
         stored.len(),
         "ledger and server disagree: {st:#}"
     );
-    assert_eq!(count(&st, "pending") as usize, N - stored.len(), "{st:#}");
+    assert_eq!(
+        count_of(&st, "pending") as usize,
+        N - stored.len(),
+        "{st:#}"
+    );
 
     let out = fx.send(&[]);
     assert_eq!(out.code, Some(0), "{out}");
@@ -1520,7 +1405,11 @@ fn a_recipient_out_of_retries_fails_with_the_reply_and_is_not_suppressed() {
     let out = fx.send(&[]);
     assert_eq!(out.code, Some(1), "{out}");
     let st = fx.status(ISSUE);
-    assert_eq!((count(&st, "sent"), count(&st, "failed")), (6, 2), "{st:#}");
+    assert_eq!(
+        (count_of(&st, "sent"), count_of(&st, "failed")),
+        (6, 2),
+        "{st:#}"
+    );
     for f in st["failures"].as_array().unwrap() {
         let reply = f["last_reply"].as_str().unwrap_or("");
         assert!(
@@ -1582,7 +1471,7 @@ fn limit_is_not_overspent_by_concurrent_workers() {
         stored_count(&server)
     );
     assert_eq!(
-        (count(&st, "sent"), count(&st, "pending")),
+        (count_of(&st, "sent"), count_of(&st, "pending")),
         (1, 99),
         "{st:#}"
     );
@@ -1610,7 +1499,7 @@ fn suppressions_added_before_a_resume_apply_to_fresh_and_retried_rows() {
     assert_eq!(stored_count(&server), 0);
     let st = fx.status(ISSUE);
     assert_eq!(
-        (count(&st, "pending"), count(&st, "sent")),
+        (count_of(&st, "pending"), count_of(&st, "sent")),
         (10, 0),
         "{st:#}"
     );
@@ -1643,7 +1532,7 @@ fn suppressions_added_before_a_resume_apply_to_fresh_and_retried_rows() {
     assert_eq!(counts.len(), 8, "{counts:?}");
     let st = fx.status(ISSUE);
     assert_eq!(
-        (count(&st, "sent"), count(&st, "suppressed")),
+        (count_of(&st, "sent"), count_of(&st, "suppressed")),
         (8, 2),
         "{st:#}"
     );

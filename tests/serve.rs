@@ -20,6 +20,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use briefing::token::Secret;
+use support::cli::{OutboxConfig, content_type, copy_dir, outbox_config, repo, run};
 use support::{ServerOptions, SmtpServer};
 
 const ISSUE: &str = "issues/2025-01-17/issue.toml";
@@ -30,70 +31,6 @@ const SECRET: &str = "test-secret";
 const BASE: &str = "https://briefing.example.org/unsubscribe";
 /// `sender.list_id` of the repository's config.toml.
 const LIST_ID: &str = "china-brief.briefing.example.org";
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn toml_path(p: &Path) -> String {
-    let s = p.to_str().expect("UTF-8 path");
-    assert!(!s.contains(['"', '\\']), "unexpected character in {s}");
-    format!("\"{s}\"")
-}
-
-/// Writes the repository's config.toml with some `key = value` lines
-/// replaced (each key must exist, so a changed config fails loudly).
-fn write_config(path: &Path, overrides: &[(&str, String)]) {
-    let base = fs::read_to_string(repo().join("config.toml")).expect("repo config.toml");
-    let mut seen = BTreeSet::new();
-    let mut text = String::new();
-    for line in base.lines() {
-        let key = line.split('=').next().unwrap_or("").trim();
-        match overrides
-            .iter()
-            .find(|(k, _)| *k == key && line.contains('='))
-        {
-            Some((k, v)) => {
-                seen.insert(*k);
-                text.push_str(&format!("{k} = {v}\n"));
-            }
-            None => {
-                text.push_str(line);
-                text.push('\n');
-            }
-        }
-    }
-    for (k, _) in overrides {
-        assert!(seen.contains(k), "config.toml changed shape: no `{k}` key");
-    }
-    fs::write(path, text).unwrap();
-}
-
-/// What a finished `briefing` run printed and returned.
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-fn run(mut cmd: Command) -> Out {
-    let o = cmd.stdin(Stdio::null()).output().expect("run briefing");
-    Out {
-        code: o.status.code(),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
-}
 
 /// A test's own config, list, outbox and ledger in a temporary folder.
 struct Fixture {
@@ -110,28 +47,11 @@ impl Fixture {
             .prefix("briefing-serve-")
             .tempdir()
             .unwrap();
-        let list = dir.path().join("list.csv");
-        let mut csv = String::from("email,name\n");
-        for e in emails {
-            csv.push_str(&format!("{e},\n"));
-        }
-        fs::write(&list, csv).unwrap();
-        let suppressed = dir.path().join("suppressed.csv");
-        fs::write(&suppressed, "email,reason\n").unwrap();
-        let ledger = dir.path().join("state").join("briefing.sqlite");
-        let outbox = dir.path().join("outbox");
-        let config = dir.path().join("config.toml");
-        let mut overrides = vec![
-            ("lists", format!("[{}]", toml_path(&list))),
-            ("suppressed", toml_path(&suppressed)),
-            ("ledger", toml_path(&ledger)),
-            ("url", format!("\"outbox:{}\"", outbox.to_str().unwrap())),
-        ];
-        for (k, v) in extra {
-            overrides.retain(|(o, _)| o != k);
-            overrides.push((k, v.clone()));
-        }
-        write_config(&config, &overrides);
+        let OutboxConfig {
+            config,
+            ledger,
+            outbox,
+        } = outbox_config(dir.path(), emails, extra);
         Fixture {
             dir,
             config,
@@ -354,12 +274,7 @@ fn reply(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
         !(300..400).contains(&status),
         "RFC 8058 forbids redirects, got {status}"
     );
-    let content_type = r
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let content_type = content_type(&r);
     let body = r.body_mut().read_to_string().unwrap_or_default();
     Reply {
         status,
@@ -843,17 +758,4 @@ fn readers_who_unsubscribe_get_nothing_from_the_next_issue() {
         );
     }
     assert_eq!(second.len(), 17);
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            fs::copy(e.path(), &target).unwrap();
-        }
-    }
 }

@@ -2,44 +2,22 @@
 //! and mailto requests from an mbox or Maildir, against each test's own
 //! ledger. Fixtures are in tests/fixtures/suppress (see its README).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
+
+use support::cli::{Out, outbox_config, repo, run};
 
 const ISSUE: &str = "issues/2025-01-17/issue.toml";
 const SLUG: &str = "2025-01-17";
 const NOW: &str = "2025-01-16T12:00:00Z";
 const SECRET: &str = "test-secret";
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn fixture(name: &str) -> PathBuf {
     repo().join("tests/fixtures/suppress").join(name)
-}
-
-fn toml_path(p: &Path) -> String {
-    let s = p.to_str().expect("UTF-8 path");
-    assert!(!s.contains(['"', '\\']), "unexpected character in {s}");
-    format!("\"{s}\"")
-}
-
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
 }
 
 /// A config whose list, ledger and outbox live in a temporary folder.
@@ -54,42 +32,7 @@ impl Fixture {
             .prefix("briefing-suppress-")
             .tempdir()
             .unwrap();
-        let list = dir.path().join("list.csv");
-        let mut csv = String::from("email,name\n");
-        for e in emails {
-            csv.push_str(&format!("{e},\n"));
-        }
-        fs::write(&list, csv).unwrap();
-        let suppressed = dir.path().join("suppressed.csv");
-        fs::write(&suppressed, "email,reason\n").unwrap();
-        let values = [
-            ("lists", format!("[{}]", toml_path(&list))),
-            ("suppressed", toml_path(&suppressed)),
-            (
-                "ledger",
-                toml_path(&dir.path().join("state/briefing.sqlite")),
-            ),
-            (
-                "url",
-                format!("\"outbox:{}\"", dir.path().join("outbox").to_str().unwrap()),
-            ),
-        ];
-        let base = fs::read_to_string(repo().join("config.toml")).unwrap();
-        let mut text = String::new();
-        let mut replaced = 0;
-        for line in base.lines() {
-            let key = line.split('=').next().unwrap_or("").trim();
-            match values.iter().find(|(k, _)| *k == key && line.contains('=')) {
-                Some((k, v)) => {
-                    replaced += 1;
-                    text.push_str(&format!("{k} = {v}\n"));
-                }
-                None => text.push_str(&format!("{line}\n")),
-            }
-        }
-        assert_eq!(replaced, values.len(), "config.toml changed shape");
-        let config = dir.path().join("config.toml");
-        fs::write(&config, text).unwrap();
+        let config = outbox_config(dir.path(), emails, &[]).config;
         Fixture { dir, config }
     }
 
@@ -112,12 +55,8 @@ impl Fixture {
     }
 
     fn run_cmd(&self, mut c: Command, args: &[&str]) -> Out {
-        let o = c.args(args).output().expect("run briefing");
-        Out {
-            code: o.status.code(),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
+        c.args(args);
+        run(c)
     }
 
     /// `suppress list --json` as email → (reason, source, created_at).

@@ -2,34 +2,21 @@
 //! the issue, and saving the manifest (good or broken) reloads it through
 //! the event stream within moments.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use support::cli::{content_type, copy_dir, repo};
 
 /// How long a saved file may take to show in the page.
 const WITHIN: Duration = Duration::from_secs(2);
 const SUBJECT: &str = "Chinese buyers for VW plants?";
 const TITLE: &str = "Made in Germany, owned in China?";
 const NEW_TITLE: &str = "Made in Saxony, owned in China?";
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
 
 /// The running preview, killed when the test ends.
 struct Preview {
@@ -109,12 +96,7 @@ impl Events {
             .call()
             .expect("GET /events");
         assert_eq!(r.status().as_u16(), 200);
-        let content_type = r
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let content_type = content_type(&r);
         assert!(
             content_type.starts_with("text/event-stream"),
             "{content_type}"

@@ -17,8 +17,12 @@
 //!
 //! Needs `python3` with `aiosmtpd` (`pip install aiosmtpd`; CI installs it).
 //! Set `BRIEFING_TEST_PYTHON` to use another interpreter.
+//!
+//! [`cli`] runs the `briefing` binary itself (configs, captured output,
+//! time limits) for the end-to-end tests.
 
-// Each integration test compiles this module on its own and uses only part of it.
+// Each integration test compiles this module (and `cli`) on its own and uses
+// only part of it.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -28,6 +32,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+pub mod cli;
 
 /// How long `SmtpServer::start` waits for the `READY <port>` line.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -516,6 +522,39 @@ pub fn has_bare_line_ending(raw: &[u8]) -> bool {
         b'\r' => raw.get(i + 1) != Some(&b'\n'),
         _ => false,
     })
+}
+
+/// Messages stored per envelope recipient (lower-cased); every message must
+/// have exactly one recipient.
+pub fn per_rcpt(got: &[Received]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for r in got {
+        assert_eq!(
+            r.envelope.rcpt_tos.len(),
+            1,
+            "message {} has {:?}",
+            r.seq,
+            r.envelope.rcpt_tos
+        );
+        *m.entry(r.envelope.rcpt_tos[0].to_lowercase()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Stored messages, counted without reading them (cheap enough to poll while
+/// a child process sends).
+pub fn stored_count(server: &SmtpServer) -> usize {
+    fs::read_dir(&server.maildir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| {
+                    let n = e.file_name();
+                    let n = n.to_string_lossy();
+                    n.ends_with(".eml") && !n.starts_with('.')
+                })
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 #[derive(Debug, Clone, PartialEq)]
