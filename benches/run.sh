@@ -62,13 +62,14 @@ with open(path, "w") as f:
 EOF
 }
 
-write_config() { # write_config DIR LIST POOL
+write_config() { # write_config DIR LIST POOL [nodkim]
   sed -e "s|^lists = .*|lists = [\"$2\"]|" \
       -e "s|^ledger = .*|ledger = \"$1/ledger.sqlite\"|" \
       -e "s|^suppressed = .*|suppressed = \"$1/none.csv\"|" \
       -e "s|^url = \"outbox:outbox\"|url = \"smtp://127.0.0.1:$port?tls=none\"|" \
       -e "s|^pool_size = .*|pool_size = $3|" \
       "$root/config.toml" > "$1/config.toml"
+  [ "${4:-}" = nodkim ] && return 0
   cat >> "$1/config.toml" <<EOF
 
 [dkim]
@@ -91,13 +92,17 @@ echo "== SMTP to smtp-sink on loopback: $n recipients, ~$size bytes a message, 8
 mkdir -p "$work/b20k"; gen_list $n "$work/b20k/list.csv"; write_config "$work/b20k" "$work/b20k/list.csv" 8
 read -r secs rss < <(run_send "$work/b20k")
 ours=$(awk -v n=$n -v s="$secs" 'BEGIN {printf "%.0f", n/s}')
+mkdir -p "$work/nodkim"; write_config "$work/nodkim" "$work/b20k/list.csv" 8 nodkim
+read -r secs2 _ < <(run_send "$work/nodkim")
+nodkim=$(awk -v n=$n -v s="$secs2" 'BEGIN {printf "%.0f", n/s}')
 t0=$(now_ns)
 smtp-source -s 8 -m $n -l "$size" -f news@briefing.example.org -t reader@example.org 127.0.0.1:"$port"
 t1=$(now_ns)
 ref=$(awk -v n=$n -v ns=$((t1 - t0)) 'BEGIN {printf "%.0f", n/(ns/1e9)}')
 printf '  %-44s %6s messages/s\n' "briefing send (personalised, DKIM RSA-2048)" "$ours"
+printf '  %-44s %6s messages/s\n' "briefing send (personalised, no DKIM)" "$nodkim"
 printf '  %-44s %6s messages/s\n' "smtp-source (same size, same connections)" "$ref"
-awk -v a="$ours" -v b="$ref" 'BEGIN {printf "  ratio %.0f%% (target >= 80%%)\n", 100*a/b}'
+awk -v a="$ours" -v c="$nodkim" -v b="$ref" 'BEGIN {printf "  ratio %.0f%% with DKIM, %.0f%% without (target >= 80%%)\n", 100*a/b, 100*c/b}'
 grep summary "$work/b20k/out" | sed 's/^/  /'
 
 echo "== peak memory of briefing send by list size (same sink)"
