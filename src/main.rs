@@ -147,11 +147,11 @@ pub fn load_issue(path: &Path, config: &Config) -> Option<LoadedIssue> {
     }
 }
 
-/// Column names across the configured lists, if they can be read.
-fn recipient_columns(config: &Config) -> Option<Vec<String>> {
+/// Column names across recipient lists, if they can all be read.
+pub fn recipient_columns(lists: &[PathBuf]) -> Option<Vec<String>> {
     let mut cols = vec!["email".to_string(), "name".to_string()];
-    for list in &config.send.lists {
-        let headers = recipients::headers(&config.resolve(list)).ok()?;
+    for list in lists {
+        let headers = recipients::headers(list).ok()?;
         for h in headers {
             if !cols.contains(&h) {
                 cols.push(h);
@@ -159,6 +159,16 @@ fn recipient_columns(config: &Config) -> Option<Vec<String>> {
         }
     }
     Some(cols)
+}
+
+/// The configured recipient lists, resolved against the config's folder.
+pub fn configured_lists(config: &Config) -> Vec<PathBuf> {
+    config
+        .send
+        .lists
+        .iter()
+        .map(|l| config.resolve(l))
+        .collect()
 }
 
 fn check(path: &Path, strict: bool, config: &Config, clock: &dyn Clock) -> u8 {
@@ -172,7 +182,7 @@ fn check(path: &Path, strict: bool, config: &Config, clock: &dyn Clock) -> u8 {
         rendered: &rendered,
         config,
         now: clock.now(),
-        recipient_fields: recipient_columns(config),
+        recipient_fields: recipient_columns(&configured_lists(config)),
     }));
     if all.is_empty() {
         println!(

@@ -97,13 +97,20 @@ fn send_one(
     let Some(loaded) = load_issue(path, config) else {
         return exit::BAD_INPUT;
     };
+    let lists: Vec<PathBuf> = if args.lists.is_empty() {
+        crate::configured_lists(config)
+    } else {
+        args.lists.clone()
+    };
     let rendered = render::render(&loaded.issue);
+    // The same checks as `briefing check`, against the lists of this send:
+    // a merge tag none of them can fill would go out blank.
     let lint = lint::lint(&lint::LintInput {
         loaded: &loaded,
         rendered: &rendered,
         config,
         now: clock.now(),
-        recipient_fields: None,
+        recipient_fields: crate::recipient_columns(&lists),
     });
     if lint.has_errors() {
         eprint!("{}", lint.render());
@@ -169,16 +176,6 @@ fn send_one(
             eprintln!("error: config: {e}");
             return exit::BAD_INPUT;
         }
-    };
-    let lists: Vec<PathBuf> = if args.lists.is_empty() {
-        config
-            .send
-            .lists
-            .iter()
-            .map(|l| config.resolve(l))
-            .collect()
-    } else {
-        args.lists.clone()
     };
     let _lock = if args.dry_run {
         None
