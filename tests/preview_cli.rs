@@ -222,9 +222,6 @@ fn unknown_merge_tag_is_an_error_naming_the_tag_and_its_file() {
     }
 }
 
-// Known to fail (see the test report): the lint has no span for a merge tag,
-// so it points at the start of the body (editorial.md:1:1, or the
-// `body = """` line of an inline body) rather than at the tag's line.
 #[test]
 fn unknown_merge_tag_error_points_at_the_tags_line() {
     for in_body_file in [true, false] {
@@ -236,6 +233,25 @@ fn unknown_merge_tag_error_points_at_the_tags_line() {
             "the error does not point at {name}:{line} where the tag is:\n{err}"
         );
     }
+}
+
+#[test]
+fn send_refuses_an_issue_whose_merge_tag_no_list_can_fill() {
+    let (dir, manifest, _, _) = with_unknown_tag(true);
+    let outbox = dir.path().join("outbox");
+    let o = briefing(
+        BEFORE,
+        &[
+            "send",
+            manifest.to_str().unwrap(),
+            "--yes",
+            "--transport",
+            &format!("outbox:{}", outbox.display()),
+        ],
+    );
+    assert_eq!(code(&o), 2, "{}", show(&o));
+    assert!(stderr(&o).contains("{{ company_size }}"), "{}", show(&o));
+    assert!(!outbox.exists(), "nothing may be written when check fails");
 }
 
 #[test]
