@@ -89,13 +89,7 @@ impl Sender {
 
 /// A mailbox from a display name and an address, validated by lettre.
 pub fn mailbox(name: Option<&str>, address: &str) -> Result<Mailbox, MessageError> {
-    let addr = address
-        .trim()
-        .parse::<lettre::Address>()
-        .map_err(|e| MessageError::Address {
-            address: address.to_string(),
-            reason: e.to_string(),
-        })?;
+    let addr = wire_address(address)?;
     let name = name
         .map(|n| {
             n.chars()
@@ -106,6 +100,28 @@ pub fn mailbox(name: Option<&str>, address: &str) -> Result<Mailbox, MessageErro
         })
         .filter(|n| !n.is_empty());
     Ok(Mailbox::new(name, addr))
+}
+
+/// An address as it can travel without SMTPUTF8: an internationalised
+/// domain becomes its A-label (`bücher.example` → `xn--bcher-kva.example`),
+/// which every server accepts and which means the same mailbox. A non-ASCII
+/// local part cannot be converted and is left for servers with SMTPUTF8.
+pub fn wire_address(address: &str) -> Result<lettre::Address, MessageError> {
+    let address = address.trim();
+    let bad = |reason: String| MessageError::Address {
+        address: address.to_string(),
+        reason,
+    };
+    let ascii = match address.rsplit_once('@') {
+        Some((local, domain)) if !domain.is_ascii() => {
+            let domain = idna::domain_to_ascii(domain).map_err(|e| bad(e.to_string()))?;
+            format!("{local}@{domain}")
+        }
+        _ => address.to_string(),
+    };
+    ascii
+        .parse::<lettre::Address>()
+        .map_err(|e| bad(e.to_string()))
 }
 
 /// What differs per recipient besides the body slots.
@@ -355,6 +371,15 @@ mod tests {
             marks.mark(Slot::UnsubscribeUrl)
         );
         marks.into_template(&s, escape)
+    }
+
+    #[test]
+    fn internationalised_domains_travel_as_a_labels() {
+        let a = wire_address("anna@bücher.example").unwrap();
+        assert_eq!(a.to_string(), "anna@xn--bcher-kva.example");
+        let m = mailbox(Some("Anna Müller"), "anna@bücher.example").unwrap();
+        assert_eq!(m.email.to_string(), "anna@xn--bcher-kva.example");
+        assert!(wire_address("not an address").is_err());
     }
 
     #[test]

@@ -456,9 +456,9 @@ async fn deliver(
         },
         None => bytes,
     };
-    let to = match d.recipient.email.parse::<lettre::Address>() {
+    let to = match crate::message::wire_address(&d.recipient.email) {
         Ok(a) => a,
-        Err(e) => return fail(format!("invalid address: {e}")),
+        Err(e) => return fail(e.to_string()),
     };
     let envelope = match Envelope::new(Some(shared.envelope_from.clone()), vec![to]) {
         Ok(e) => e,
