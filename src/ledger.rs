@@ -109,6 +109,9 @@ pub struct Delivery {
     pub attempts: u32,
     /// The Message-ID used for this try.
     pub message_id: String,
+    /// The unsubscribe token recorded for this recipient: the one the
+    /// unsubscribe endpoint looks up, even if the secret rotated since.
+    pub token: String,
 }
 
 /// One send's record (per issue and kind).
@@ -531,10 +534,13 @@ impl Ledger {
         message_id: String,
         now: Timestamp,
     ) -> Result<Delivery, LedgerError> {
-        self.conn
-            .execute(
-                "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, message_id = ?2, updated_at = ?3 WHERE id = ?1",
+        let token: String = self
+            .conn
+            .query_row(
+                "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, message_id = ?2, updated_at = ?3
+                 WHERE id = ?1 RETURNING COALESCE(token, '')",
                 params![id, message_id, now.to_string()],
+                |r| r.get(0),
             )
             .map_err(|e| self.err(e))?;
         Ok(Delivery {
@@ -546,6 +552,7 @@ impl Ledger {
             },
             attempts: attempts + 1,
             message_id,
+            token,
         })
     }
 

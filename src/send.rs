@@ -423,7 +423,13 @@ async fn deliver(
     d: Delivery,
 ) -> Result<(), SendError> {
     let cfg = &shared.unsubscribe_base;
-    let token = job.secret.token(&cfg.sender.list_id, &d.recipient.email);
+    // The token recorded at import, not a fresh one: after a secret rotation
+    // a resumed send must still hand out the token the ledger can look up.
+    let token = if d.token.is_empty() {
+        job.secret.token(&cfg.sender.list_id, &d.recipient.email)
+    } else {
+        d.token.clone()
+    };
     let url = unsubscribe_url(cfg, &token);
     // Date is set now, when the message goes to the transport, not at import.
     let now = job.clock.now();
