@@ -380,7 +380,8 @@ impl Connection {
                     return Err(DeliveryError::Transient("no connection".into()));
                 };
                 let result =
-                    tokio::time::timeout(settings.timeout * 4, c.send(envelope, message)).await;
+                    tokio::time::timeout(settings.timeout * 4, transaction(c, envelope, message))
+                        .await;
                 match result {
                     Err(_) => {
                         *conn = None;
@@ -429,6 +430,65 @@ impl Connection {
         {
             let _ = tokio::time::timeout(settings.timeout, c.quit()).await;
         }
+    }
+}
+
+/// One SMTP transaction: MAIL, RCPT, DATA and the message.
+///
+/// lettre's own `send` dot-stuffs the message one byte at a time, which
+/// profiles showed as a seventh of a send's CPU; an ASCII message (ours are
+/// always 7-bit: quoted-printable bodies, encoded headers) is stuffed here
+/// with a line search and written in one piece. Anything else goes through
+/// lettre unchanged.
+async fn transaction(
+    c: &mut AsyncSmtpConnection,
+    envelope: &Envelope,
+    message: &[u8],
+) -> Result<lettre::transport::smtp::response::Response, lettre::transport::smtp::Error> {
+    use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+    let Ok(text) = std::str::from_utf8(message) else {
+        return c.send(envelope, message).await;
+    };
+    let ascii_envelope = envelope
+        .from()
+        .into_iter()
+        .chain(envelope.to())
+        .all(|a| AsRef::<str>::as_ref(a).is_ascii());
+    if !text.is_ascii() || !ascii_envelope {
+        return c.send(envelope, message).await;
+    }
+    c.command(Mail::new(envelope.from().cloned(), Vec::new()))
+        .await?;
+    for to in envelope.to() {
+        c.command(Rcpt::new(to.clone(), Vec::new())).await?;
+    }
+    c.command(Data).await?;
+    c.command(DotStuffed(text)).await
+}
+
+/// A message as DATA content: lines starting with `.` get a second one
+/// (RFC 5321 §4.5.2), then the end marker.
+struct DotStuffed<'a>(&'a str);
+
+impl std::fmt::Display for DotStuffed<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self.0;
+        let mut start = 0;
+        if text.starts_with('.') {
+            f.write_str(".")?;
+        }
+        for nl in memchr::memchr_iter(b'\n', text.as_bytes()) {
+            if text.as_bytes().get(nl + 1) == Some(&b'.') {
+                f.write_str(&text[start..=nl])?;
+                f.write_str(".")?;
+                start = nl + 1;
+            }
+        }
+        f.write_str(&text[start..])?;
+        if !text.ends_with("\r\n") {
+            f.write_str("\r\n")?;
+        }
+        f.write_str(".\r\n")
     }
 }
 
@@ -603,6 +663,16 @@ mod tests {
         let err =
             Transport::from_url("smtp://user:hunter2@mail.example.org:587", &config()).unwrap_err();
         assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn dot_stuffing_doubles_leading_dots_and_ends_the_data() {
+        assert_eq!(
+            DotStuffed("a\r\n.b\r\n..c\r\n").to_string(),
+            "a\r\n..b\r\n...c\r\n.\r\n"
+        );
+        assert_eq!(DotStuffed(".x").to_string(), "..x\r\n.\r\n");
+        assert_eq!(DotStuffed("").to_string(), "\r\n.\r\n");
     }
 
     #[test]
