@@ -1,0 +1,45 @@
+//! The README's manifest example is a real, valid issue: it is read with the
+//! repository's config, with its body files taken from the sample issue.
+
+use std::path::{Path, PathBuf};
+
+use briefing::config::Config;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The first ```toml block after the "## The issue manifest" heading.
+fn readme_manifest() -> String {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = &readme[readme.find("## The issue manifest").expect("section")..];
+    let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let end = section[start..].find("```").expect("closed block");
+    section[start..start + end].to_string()
+}
+
+#[test]
+fn the_readme_manifest_example_is_a_valid_issue_with_every_section() {
+    let config = Config::load(Some(&repo().join("config.toml"))).unwrap();
+    let sample = repo().join("issues/2025-01-17");
+    // Body files named by the example are read from the sample issue.
+    let read = |p: &Path| {
+        let rel = p.strip_prefix("/readme").unwrap_or(p);
+        std::fs::read(sample.join(rel))
+    };
+    let loaded = briefing::manifest::parse(
+        &readme_manifest(),
+        Path::new("/readme/issue.toml"),
+        &config,
+        &read,
+    )
+    .unwrap_or_else(|d| panic!("the README example does not validate:\n{}", d.render()));
+    assert_eq!(loaded.issue.sections.len(), 7, "every section is shown");
+    let text = briefing::render::render(&loaded.issue)
+        .text
+        .with_placeholders();
+    assert!(
+        text.contains("Jan. 23, 2025; 6 p.m. CET (Jan 24, 1 a.m. CST)"),
+        "the event renders as the README comment says"
+    );
+}
