@@ -511,6 +511,98 @@ fn classify(e: &lettre::transport::smtp::Error) -> DeliveryError {
     }
 }
 
+/// A TCP connection to the server with TCP_NODELAY set: without it every
+/// message waits ~40 ms on Nagle plus the server's delayed ACK.
+async fn connect_tcp(s: &SmtpSettings) -> Result<tokio::net::TcpStream, DeliveryError> {
+    let tcp = tokio::time::timeout(
+        s.timeout,
+        tokio::net::TcpStream::connect((s.host.as_str(), s.port)),
+    )
+    .await
+    .map_err(|_| {
+        DeliveryError::Transient(format!(
+            "cannot connect to {}:{}: timed out",
+            s.host, s.port
+        ))
+    })?
+    .map_err(|e| {
+        DeliveryError::Transient(format!("cannot connect to {}:{}: {e}", s.host, s.port))
+    })?;
+    // Without this every message waits ~40 ms on Nagle + delayed ACK.
+    tcp.set_nodelay(true)
+        .map_err(|e| DeliveryError::Transient(format!("cannot set TCP_NODELAY: {e}")))?;
+    Ok(tcp)
+}
+
+/// rustls settings for implicit TLS: the system's roots plus
+/// `transport.ca_file`.
+fn rustls_config(s: &SmtpSettings) -> Result<rustls::ClientConfig, DeliveryError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(pem) = &s.ca_pem {
+        use rustls::pki_types::pem::PemObject as _;
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| {
+                DeliveryError::Fatal(format!("transport.ca_file is not a PEM certificate: {e}"))
+            })?;
+            roots.add(cert).map_err(|e| {
+                DeliveryError::Fatal(format!("transport.ca_file cannot be used: {e}"))
+            })?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| DeliveryError::Fatal(format!("cannot set up TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// A rustls stream lettre can drive (its trait, our type).
+#[derive(Debug)]
+struct TlsTcp(tokio_rustls::client::TlsStream<tokio::net::TcpStream>);
+
+impl tokio::io::AsyncRead for TlsTcp {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsTcp {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
+impl lettre::transport::smtp::client::AsyncTokioStream for TlsTcp {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.get_ref().0.peer_addr()
+    }
+}
+
 async fn connect(s: &SmtpSettings) -> Result<AsyncSmtpConnection, DeliveryError> {
     let hello = ClientId::Domain(hello_name());
     let tls_params = || -> Result<TlsParameters, DeliveryError> {
@@ -525,33 +617,29 @@ async fn connect(s: &SmtpSettings) -> Result<AsyncSmtpConnection, DeliveryError>
             .map_err(|e| DeliveryError::Fatal(format!("cannot set up TLS: {e}")))
     };
     let mut conn = if s.tls == Tls::Implicit {
-        AsyncSmtpConnection::connect_tokio1(
-            (s.host.as_str(), s.port),
-            Some(s.timeout),
-            &hello,
-            Some(tls_params()?),
-            None,
+        // Our own TCP stream (with TCP_NODELAY, see `connect_tcp`) wrapped
+        // in rustls, since lettre's implicit-TLS connect opens one without.
+        let tcp = connect_tcp(s).await?;
+        let config = rustls_config(s)?;
+        let name = rustls::pki_types::ServerName::try_from(s.host.clone()).map_err(|e| {
+            DeliveryError::Fatal(format!("`{}` is not a valid TLS server name: {e}", s.host))
+        })?;
+        let tls = tokio::time::timeout(
+            s.timeout,
+            tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp),
         )
         .await
+        .map_err(|_| DeliveryError::Transient(format!("TLS with {}:{} timed out", s.host, s.port)))?
+        .map_err(|e| DeliveryError::Fatal(format!("TLS with {}:{} failed: {e}", s.host, s.port)))?;
+        tokio::time::timeout(
+            s.timeout,
+            AsyncSmtpConnection::connect_with_transport(Box::new(TlsTcp(tls)), &hello),
+        )
+        .await
+        .map_err(|_| DeliveryError::Transient(format!("{}:{} sent no greeting", s.host, s.port)))?
         .map_err(|e| connect_error(s, &e))?
     } else {
-        let tcp = tokio::time::timeout(
-            s.timeout,
-            tokio::net::TcpStream::connect((s.host.as_str(), s.port)),
-        )
-        .await
-        .map_err(|_| {
-            DeliveryError::Transient(format!(
-                "cannot connect to {}:{}: timed out",
-                s.host, s.port
-            ))
-        })?
-        .map_err(|e| {
-            DeliveryError::Transient(format!("cannot connect to {}:{}: {e}", s.host, s.port))
-        })?;
-        // Without this every message waits ~40 ms on Nagle + delayed ACK.
-        tcp.set_nodelay(true)
-            .map_err(|e| DeliveryError::Transient(format!("cannot set TCP_NODELAY: {e}")))?;
+        let tcp = connect_tcp(s).await?;
         let mut conn = tokio::time::timeout(
             s.timeout,
             AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello),
@@ -575,7 +663,9 @@ async fn connect(s: &SmtpSettings) -> Result<AsyncSmtpConnection, DeliveryError>
         }
         conn
     };
-    if s.credentials.is_some() && !conn.is_encrypted() && !is_loopback(&s.host) {
+    // lettre cannot see the TLS we added for smtps, so it says unencrypted.
+    let encrypted = conn.is_encrypted() || s.tls == Tls::Implicit;
+    if s.credentials.is_some() && !encrypted && !is_loopback(&s.host) {
         return Err(DeliveryError::Fatal(format!(
             "{}:{} offers no STARTTLS, so the password would cross the network in clear text; \
              expected a server with STARTTLS (tls=required) or smtps://",

@@ -800,6 +800,35 @@ fn starttls_and_auth_deliver_without_leaking_the_password() {
     }
 }
 
+#[test]
+fn smtps_with_implicit_tls_and_auth_delivers_every_message_encrypted() {
+    const PASSWORD: &str = "implicit-pw-9";
+    let server = SmtpServer::start(ServerOptions::new().implicit_tls().auth("news", PASSWORD));
+    let url = format!("smtps://localhost:{}", server.port);
+    let extra = format!(
+        "username = \"news\"\nca_file = {}",
+        toml_path(&support::ca_pem_path())
+    );
+    let fx = Fixture::new(&url, 2, 3, &extra);
+    fx.write_list(&simple_list(6));
+    let mut c = fx.send_cmd(ISSUE, &[]);
+    c.env("BRIEFING_SMTP_PASSWORD", PASSWORD);
+    let out = run(c);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "{out}\n--- server log ---\n{}",
+        server.log()
+    );
+    assert!(!out.all().contains(PASSWORD), "{out}");
+    let got = server.received();
+    assert_eq!(per_rcpt(&got).len(), 6);
+    for r in &got {
+        assert!(r.envelope.tls, "message {} came without TLS", r.seq);
+        assert_eq!(r.envelope.auth_user.as_deref(), Some("news"));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // 4. Temporary failures are retried; 5.1.1 fails and suppresses.
 // ---------------------------------------------------------------------------

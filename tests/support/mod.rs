@@ -45,6 +45,7 @@ pub struct ServerOptions {
     reject: Vec<String>,
     drop_every: Option<u32>,
     starttls: Option<bool>,
+    implicit_tls: bool,
     auth: Option<(String, String)>,
     slow_ms: Option<u64>,
     verbose: bool,
@@ -85,6 +86,12 @@ impl ServerOptions {
     /// `530 5.7.0 Must issue a STARTTLS command first`.
     pub fn starttls(mut self, require: bool) -> Self {
         self.starttls = Some(require);
+        self
+    }
+
+    /// TLS from the first byte (smtps) with the same test certificate.
+    pub fn implicit_tls(mut self) -> Self {
+        self.implicit_tls = true;
         self
     }
 
@@ -193,6 +200,12 @@ impl SmtpServer {
             if require {
                 cmd.arg("--require-tls");
             }
+        }
+        if options.implicit_tls {
+            let certs = support_dir().join("certs");
+            cmd.arg("--implicit-tls")
+                .arg(certs.join("server.pem"))
+                .arg(certs.join("server.key"));
         }
         if let Some((user, pass)) = &options.auth {
             cmd.arg("--auth").arg(format!("{user}:{pass}"));

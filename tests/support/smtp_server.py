@@ -60,6 +60,7 @@ Fault injection
                         stored, the next message (DATA #4) is dropped, ...
                         Only that connection is affected; the listener stays up.
 --starttls CERT KEY     Offer STARTTLS with the given certificate chain + key.
+--implicit-tls CERT KEY TLS from the first byte (smtps, port 465 style).
 --require-tls           (needs --starttls) ``MAIL`` before STARTTLS gets
                         ``530 5.7.0 Must issue a STARTTLS command first``.
 --auth USER:PASSWORD    Require AUTH (PLAIN or LOGIN) before MAIL
@@ -237,6 +238,14 @@ class TestSMTP(SMTP):
         super().__init__(*args, **kwargs)
         self._require_tls_for_mail = require_tls
 
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        # Implicit TLS (--implicit-tls): aiosmtpd only marks STARTTLS
+        # sessions as encrypted, so record the TLS socket ourselves.
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None and self.session is not None and self.session.ssl is None:
+            self.session.ssl = {"ssl_object": ssl_object}
+
     async def smtp_MAIL(self, arg):
         if self._require_tls_for_mail and self._tls_protocol is None:
             await self.push(NEED_TLS_REPLY)
@@ -268,6 +277,7 @@ def parse_args(argv):
     p.add_argument("--reject", metavar="ADDR_FILE")
     p.add_argument("--drop-every", type=int, default=0, metavar="N")
     p.add_argument("--starttls", nargs=2, metavar=("CERT", "KEY"))
+    p.add_argument("--implicit-tls", nargs=2, metavar=("CERT", "KEY"))
     p.add_argument("--require-tls", action="store_true")
     p.add_argument("--auth", metavar="USER:PASSWORD")
     p.add_argument("--slow-ms", type=int, default=0, metavar="N")
@@ -305,16 +315,22 @@ async def serve(args) -> None:
         smtp_kwargs.update(
             auth_required=True,
             # AUTH only after STARTTLS when TLS is offered; plain text otherwise.
-            auth_require_tls=tls_context is not None,
+            # With implicit TLS every session is encrypted from the start.
+            auth_require_tls=tls_context is not None and not args.implicit_tls,
             authenticator=make_authenticator(
                 user.encode("utf-8"), password.encode("utf-8")
             ),
         )
 
+    implicit = None
+    if args.implicit_tls:
+        implicit = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        implicit.load_cert_chain(args.implicit_tls[0], args.implicit_tls[1])
     server = await loop.create_server(
         lambda: TestSMTP(handler, **smtp_kwargs),
         host="127.0.0.1",
         port=args.port,
+        ssl=implicit,
     )
     port = server.sockets[0].getsockname()[1]
     log.info("listening on 127.0.0.1:%d, storing into %s", port, args.maildir)
