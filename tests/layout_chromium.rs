@@ -11,8 +11,12 @@
 //! Needs `chromium` (`apt-get install -y chromium`); set
 //! `BRIEFING_SKIP_BROWSER=1` to skip where no browser can be installed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+
+mod support;
+
+use support::browser::chromium;
 
 use briefing::model::{
     Article, Block, Body, Closing, Column, Editorial, Event, Heads, Image, Inline, Issue, Link,
@@ -233,29 +237,6 @@ fn nothing_overflows_at_phone_or_column_width() {
 }
 
 // ---------------------------------------------------------------- helpers
-
-/// The Chromium binary, or `None` when the caller asked to skip; a missing
-/// browser fails the test otherwise, so CI cannot pass without checking.
-fn chromium() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .flat_map(|d| ["chromium", "chromium-browser"].map(|n| d.join(n)))
-            .find(|p| p.is_file())
-    });
-    let found = Some(PathBuf::from("/usr/bin/chromium"))
-        .filter(|p| p.is_file())
-        .or(on_path);
-    if found.is_none() && std::env::var("BRIEFING_SKIP_BROWSER").as_deref() == Ok("1") {
-        eprintln!("layout test skipped: BRIEFING_SKIP_BROWSER=1 and no chromium");
-        return None;
-    }
-    assert!(
-        found.is_some(),
-        "chromium not found at /usr/bin/chromium or on PATH: run `apt-get install -y chromium` \
-         (or set BRIEFING_SKIP_BROWSER=1 to skip this test)"
-    );
-    found
-}
 
 /// The issue as one recipient gets it, with the photo served from `dir`.
 fn recipient_copy(issue: &Issue, dir: &Path) -> String {

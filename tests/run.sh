@@ -19,6 +19,11 @@ if ! command -v chromium >/dev/null 2>&1 && [ -z "${BRIEFING_SKIP_BROWSER:-}" ];
   fi
 fi
 
+if [ ! -f tests/.node/node_modules/axe-core/axe.min.js ] && [ -z "${BRIEFING_SKIP_BROWSER:-}" ]; then
+  echo "== installing axe-core (WCAG rules) for the accessibility test"
+  npm install --silent --no-audit --no-fund --prefix tests/.node axe-core@4
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -33,6 +33,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod browser;
 pub mod cli;
 
 /// How long `SmtpServer::start` waits for the `READY <port>` line.
