@@ -901,6 +901,21 @@ mod tests {
         "2025-01-17T05:00:00Z".parse().unwrap()
     }
 
+    /// An in-memory ledger with a started real send of issue `i` to these
+    /// (address, token) pairs.
+    fn ledger_with(people: &[(&str, &str)]) -> Ledger {
+        let mut l = Ledger::in_memory().unwrap();
+        l.begin("i", SendKind::Real, "S", now()).unwrap();
+        l.import("i", SendKind::Real, |add| {
+            for (email, token) in people {
+                add(&Recipient::new(*email, ""), token)?;
+            }
+            Ok((0, 0))
+        })
+        .unwrap();
+        l
+    }
+
     #[test]
     fn fields_survive_the_round_trip() {
         let f = vec![
@@ -944,14 +959,7 @@ mod tests {
 
     #[test]
     fn suppressed_addresses_are_skipped_at_claim_time() {
-        let mut l = Ledger::in_memory().unwrap();
-        l.begin("i", SendKind::Real, "S", now()).unwrap();
-        l.import("i", SendKind::Real, |add| {
-            add(&Recipient::new("a@example.org", "A"), "t")?;
-            add(&Recipient::new("b@example.org", "B"), "t")?;
-            Ok((0, 0))
-        })
-        .unwrap();
+        let l = ledger_with(&[("a@example.org", "t"), ("b@example.org", "t")]);
         l.suppress("A@example.org", "unsubscribed", "test", now())
             .unwrap();
         let d = l
@@ -964,14 +972,7 @@ mod tests {
 
     #[test]
     fn tokens_find_their_address_and_resubscribing_keeps_bounces() {
-        let mut l = Ledger::in_memory().unwrap();
-        l.begin("i", SendKind::Real, "S", now()).unwrap();
-        l.import("i", SendKind::Real, |add| {
-            add(&Recipient::new("a@example.org", "A"), "tok-a")?;
-            add(&Recipient::new("b@example.org", "B"), "tok-b")?;
-            Ok((0, 0))
-        })
-        .unwrap();
+        let l = ledger_with(&[("a@example.org", "tok-a"), ("b@example.org", "tok-b")]);
         assert_eq!(
             l.email_for_token("tok-b").unwrap().as_deref(),
             Some("b@example.org")

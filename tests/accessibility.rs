@@ -11,11 +11,10 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use briefing::config::Config;
 use briefing::personalize::Recipient;
-use support::browser::chromium;
+use support::browser::{chromium, headless};
 use support::cli::repo;
 
 fn axe_js() -> PathBuf {
@@ -72,25 +71,9 @@ fn violations(chromium: &Path, scheme: &str) -> Vec<String> {
     );
     let file = dir.path().join("email.html");
     std::fs::write(&file, page).unwrap();
-    let output = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--allow-file-access-from-files",
-            "--window-size=800,1000",
-            "--virtual-time-budget=10000",
-        ])
+    let output = headless(chromium, &dir.path().join("profile"))
+        .arg("--virtual-time-budget=10000")
         .arg(format!("--blink-settings=preferredColorScheme={scheme}"))
-        .arg(format!(
-            "--user-data-dir={}",
-            dir.path().join("profile").display()
-        ))
         .arg("--dump-dom")
         .arg(format!("file://{}", file.display()))
         .output()

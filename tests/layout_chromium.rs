@@ -12,11 +12,10 @@
 //! `BRIEFING_SKIP_BROWSER=1` to skip where no browser can be installed.
 
 use std::path::Path;
-use std::process::Command;
 
 mod support;
 
-use support::browser::chromium;
+use support::browser::{chromium, headless};
 
 use briefing::model::{
     Article, Block, Body, Closing, Column, Editorial, Event, Heads, Image, Inline, Issue, Link,
@@ -298,21 +297,8 @@ struct Layout {
 }
 
 fn measure(chromium: &Path, page: &Path, dir: &Path) -> Layout {
-    let output = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--allow-file-access-from-files",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
-        .arg("--window-size=800,1000")
+    let output = headless(chromium, &dir.join("profile"))
+        .arg("--hide-scrollbars")
         .arg("--virtual-time-budget=2000")
         .arg("--dump-dom")
         .arg(format!("file://{}", page.display()))

@@ -1473,12 +1473,12 @@ fn a_recipient_out_of_retries_fails_with_the_reply_and_is_not_suppressed() {
 // 15. --limit with several workers: the budget must not be overspent.
 // ---------------------------------------------------------------------------
 
-/// `send::next` checks `budget > 0`, then locks the ledger, claims a row and
-/// only then decrements the budget (`fetch_sub`). Workers that pass the check
-/// while another holds the ledger all claim and decrement: the budget
-/// underflows to `u64::MAX` and the limit is gone. Here the first claim walks
-/// past 300 suppressed rows with the ledger locked, which holds the window
-/// open while the other three workers start.
+/// Regression: `send::next` once checked `budget > 0`, claimed a row and only
+/// then decremented, so workers racing past the check underflowed the budget
+/// to `u64::MAX` and the limit vanished (it now takes a unit atomically
+/// before claiming). Here the first claim walks past 300 suppressed rows
+/// with the ledger locked, which holds that window open while the other
+/// three workers start.
 #[test]
 fn limit_is_not_overspent_by_concurrent_workers() {
     let server = SmtpServer::start(ServerOptions::new());

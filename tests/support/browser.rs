@@ -1,6 +1,7 @@
 //! Headless Chromium for tests that need a real layout engine.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// The Chromium binary, or `None` when the caller asked to skip; a missing
 /// browser fails the test otherwise, so CI cannot pass without checking.
@@ -23,4 +24,25 @@ pub fn chromium() -> Option<PathBuf> {
          (or set BRIEFING_SKIP_BROWSER=1 to skip this test)"
     );
     found
+}
+
+/// Headless Chromium as these tests run it: no sandbox (root in CI), no
+/// background network (the machine is offline), local files may load each
+/// other, a fresh profile in `profile`, and an 800×1000 window.
+pub fn headless(chromium: &Path, profile: &Path) -> Command {
+    let mut c = Command::new(chromium);
+    c.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--allow-file-access-from-files",
+        "--window-size=800,1000",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()));
+    c
 }
