@@ -727,14 +727,7 @@ impl Ledger {
             .query_row(
                 "SELECT email, reason, source, created_at FROM suppressions WHERE email_key = ?1",
                 params![crate::recipients::address_key(email)],
-                |r| {
-                    Ok(Suppression {
-                        email: r.get(0)?,
-                        reason: r.get(1)?,
-                        source: r.get(2)?,
-                        created_at: r.get(3)?,
-                    })
-                },
+                suppression_row,
             )
             .optional()
             .map_err(|e| self.err(e))
@@ -747,14 +740,7 @@ impl Ledger {
             .prepare("SELECT email, reason, source, created_at FROM suppressions ORDER BY created_at, email_key")
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([], |r| {
-                Ok(Suppression {
-                    email: r.get(0)?,
-                    reason: r.get(1)?,
-                    source: r.get(2)?,
-                    created_at: r.get(3)?,
-                })
-            })
+            .query_map([], suppression_row)
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
@@ -847,6 +833,16 @@ impl Ledger {
         }
         Ok(out)
     }
+}
+
+/// A `suppressions` row selected as `email, reason, source, created_at`.
+fn suppression_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Suppression> {
+    Ok(Suppression {
+        email: r.get(0)?,
+        reason: r.get(1)?,
+        source: r.get(2)?,
+        created_at: r.get(3)?,
+    })
 }
 
 // Extra CSV columns are stored as `key=value` lines with `\` escapes, so a
