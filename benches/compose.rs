@@ -11,11 +11,11 @@ use std::time::{Instant, SystemTime};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use briefing::audience::recipient::Recipient;
+use briefing::audience::token::Secret;
 use briefing::config::Config;
-use briefing::dkim::Signer;
-use briefing::message::{Personal, PreparedIssue, Sender};
-use briefing::personalize::Recipient;
-use briefing::token::Secret;
+use briefing::deliver::dkim::Signer;
+use briefing::deliver::message::{Personal, PreparedIssue, Sender};
 
 fn main() {
     // BENCH_recipients and BENCH_ONLY_OURS shrink the run for profilers.
@@ -26,9 +26,10 @@ fn main() {
     let only_ours = std::env::var_os("BENCH_ONLY_OURS").is_some();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let config = Config::load(Some(&root.join("config.toml"))).expect("config.toml is valid");
-    let loaded = briefing::manifest::load(&root.join("issues/2025-01-17/issue.toml"), &config)
-        .expect("the sample issue is valid");
-    let rendered = briefing::render::render(&loaded.issue);
+    let loaded =
+        briefing::compose::manifest::load(&root.join("issues/2025-01-17/issue.toml"), &config)
+            .expect("the sample issue is valid");
+    let rendered = briefing::compose::render::render(&loaded.issue);
     let sender = Sender::from_config(&config).expect("sender is valid");
     let prepared = PreparedIssue::new(&loaded.issue, &rendered, sender.clone());
     let secret = Secret::new("bench");
@@ -82,7 +83,7 @@ fn main() {
         let html = rendered.html.fill(r, &url);
         let m = lettre::Message::builder()
             .from(sender.from.clone())
-            .to(briefing::message::mailbox(Some(&r.name), &r.email).expect("valid"))
+            .to(briefing::deliver::message::mailbox(Some(&r.name), &r.email).expect("valid"))
             .subject(loaded.issue.subject.clone())
             .date(date)
             .message_id(Some(prepared.new_message_id()))

@@ -16,11 +16,11 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use maud::{DOCTYPE, Markup, html};
 
+use crate::compose::render::html::{WebLinks, render_web};
+use crate::compose::timefmt;
 use crate::config::Config;
-use crate::ledger::SendRecord;
+use crate::deliver::ledger::{SendRecord, SendState};
 use crate::model::{Issue, SectionContent};
-use crate::render::html::{WebLinks, render_web};
-use crate::timefmt;
 
 /// The file in the output folder that lists what the archive wrote, so a
 /// later build removes its own stale files and nothing else.
@@ -86,7 +86,7 @@ pub fn entry(
     config: &Config,
     include_scheduled: bool,
 ) -> Option<Entry> {
-    let done = record.is_some_and(|r| r.state == "done");
+    let done = record.is_some_and(|r| r.state == SendState::Done);
     let standing = if done {
         Standing::Published
     } else if include_scheduled && (issue.send_at.is_some() || record.is_some()) {
@@ -659,8 +659,8 @@ fn remove_empty_parents(path: &Path, root: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compose::manifest;
     use crate::config::EMBEDDED;
-    use crate::manifest;
 
     fn config(per_page: usize) -> Config {
         let mut c = Config::parse(EMBEDDED, "config.toml", Path::new(".")).unwrap();
@@ -757,7 +757,7 @@ mod tests {
         let done = SendRecord {
             issue: "d".into(),
             kind: "real".into(),
-            state: "done".into(),
+            state: SendState::Done,
             subject: String::new(),
             started_at: "2025-01-03T05:00:00Z".into(),
             finished_at: Some("2025-01-03T05:07:00Z".into()),
@@ -769,7 +769,7 @@ mod tests {
         assert_eq!(e.standing, Standing::Published);
         assert_eq!(e.updated.to_string(), "2025-01-03T05:07:00Z");
         let running = SendRecord {
-            state: "interrupted".into(),
+            state: SendState::Stopped,
             finished_at: None,
             ..done
         };

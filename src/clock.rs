@@ -36,18 +36,27 @@ impl Clock for FixedClock {
 /// The environment variable that stops the clock for tests and rehearsals.
 pub const NOW_VAR: &str = "BRIEFING_NOW";
 
+/// `BRIEFING_NOW` holds something that is not an instant.
+#[derive(Debug, thiserror::Error)]
+#[error("{NOW_VAR}=`{value}` is not an RFC 3339 instant such as 2025-01-17T05:01:00Z ({source})")]
+pub struct ClockError {
+    /// What the variable holds.
+    pub value: String,
+    /// The parser's complaint.
+    pub source: jiff::Error,
+}
+
 /// The system clock, or a fixed one when `BRIEFING_NOW` holds an RFC 3339
 /// instant.
-pub fn from_env() -> Result<Arc<dyn Clock>, String> {
+pub fn from_env() -> Result<Arc<dyn Clock>, ClockError> {
     match std::env::var(NOW_VAR) {
         Ok(v) if !v.trim().is_empty() => v
             .trim()
             .parse::<Timestamp>()
             .map(|t| Arc::new(FixedClock(t)) as Arc<dyn Clock>)
-            .map_err(|e| {
-                format!(
-                    "{NOW_VAR}=`{v}` is not an RFC 3339 instant such as 2025-01-17T05:01:00Z ({e})"
-                )
+            .map_err(|source| ClockError {
+                value: v.clone(),
+                source,
             }),
         _ => Ok(Arc::new(SystemClock)),
     }

@@ -444,6 +444,16 @@ impl Config {
         }
     }
 
+    /// The configured recipient lists, resolved against the config's folder.
+    pub fn lists(&self) -> Vec<PathBuf> {
+        self.send.lists.iter().map(|l| self.resolve(l)).collect()
+    }
+
+    /// The ledger's path, resolved against the config's folder.
+    pub fn ledger_path(&self) -> PathBuf {
+        self.resolve(&self.send.ledger)
+    }
+
     /// The From display name.
     pub fn from_name(&self) -> &str {
         self.sender

@@ -24,26 +24,12 @@
 //! previews to disk. Only `main.rs` prints, reads the terminal or exits.
 
 pub mod archive;
+pub mod audience;
 pub mod clock;
+pub mod compose;
 pub mod config;
+pub mod deliver;
 pub mod diagnostic;
-pub mod dkim;
-pub mod ledger;
-pub mod lint;
-pub mod lock;
-pub mod manifest;
-pub mod markdown;
-pub mod message;
 pub mod model;
-pub mod personalize;
 pub mod preview;
-pub mod recipients;
-pub mod render;
-pub mod schedule;
-pub mod send;
-pub mod serve;
-pub mod suppress;
-pub mod timefmt;
-pub mod token;
-pub mod transport;
-pub mod watch;
+pub mod unsubscribe;

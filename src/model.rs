@@ -2,7 +2,7 @@
 //!
 //! Values here are plain data. They know nothing of TOML, files, SMTP or
 //! recipients; a field that the send step fills per recipient appears as an
-//! [`Inline::Field`] (a merge tag) and is left to [`crate::render`].
+//! [`Inline::Field`] (a merge tag) and is left to [`crate::compose::render`].
 
 use jiff::Zoned;
 use jiff::civil::Date;
@@ -417,6 +417,44 @@ pub struct Field {
     pub name: String,
     /// Text used when the recipient's field is empty or missing.
     pub fallback: Option<String>,
+}
+
+// Private-use code points never survive validation in user text, so the
+// renderers can mark slots with them inside the strings they produce.
+/// Opens a slot marker in rendered text.
+pub const SLOT_MARK_OPEN: char = '\u{E000}';
+/// Closes a slot marker in rendered text.
+pub const SLOT_MARK_CLOSE: char = '\u{E001}';
+
+/// Removes the characters used as slot markers from user text.
+pub fn strip_marks(s: &str) -> String {
+    s.chars()
+        .filter(|c| *c != SLOT_MARK_OPEN && *c != SLOT_MARK_CLOSE)
+        .collect()
+}
+
+/// What merge tags are filled from: a reader's fields by name (`email`,
+/// `name` or a list column), present and not blank.
+pub trait MergeFields {
+    /// The value of a field, if the reader has one.
+    fn field(&self, name: &str) -> Option<&str>;
+}
+
+/// No reader at all (the web archive): every merge tag shows its fallback.
+impl MergeFields for () {
+    fn field(&self, _name: &str) -> Option<&str> {
+        None
+    }
+}
+
+/// Fields as name–value pairs (probes and tests).
+impl<K: AsRef<str>, V: AsRef<str>, const N: usize> MergeFields for [(K, V); N] {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(k, _)| k.as_ref() == name)
+            .map(|(_, v)| v.as_ref().trim())
+            .filter(|v| !v.is_empty())
+    }
 }
 
 /// Plain text of a run of inlines, merge tags shown by their fallback or

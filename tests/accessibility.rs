@@ -12,8 +12,8 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
+use briefing::audience::recipient::Recipient;
 use briefing::config::Config;
-use briefing::personalize::Recipient;
 use support::browser::{chromium, headless};
 use support::cli::repo;
 
@@ -34,8 +34,9 @@ fn axe_js() -> PathBuf {
 fn sample_email() -> String {
     let config = Config::load(Some(&repo().join("config.toml"))).unwrap();
     let loaded =
-        briefing::manifest::load(&repo().join("issues/2025-01-17/issue.toml"), &config).unwrap();
-    let html = briefing::render::render(&loaded.issue).html.fill(
+        briefing::compose::manifest::load(&repo().join("issues/2025-01-17/issue.toml"), &config)
+            .unwrap();
+    let html = briefing::compose::render::render(&loaded.issue).html.fill(
         &Recipient::new("anna.keller@example.org", "Anna Keller"),
         "https://briefing.example.org/unsubscribe/token",
     );

@@ -9,13 +9,13 @@ mod support;
 
 use std::collections::BTreeMap;
 
+use briefing::audience::recipient::Recipient;
+use briefing::audience::token::{Secret, unsubscribe_url};
+use briefing::compose::manifest::{self, LoadedIssue};
+use briefing::compose::render::{self, Escape, Part, RenderedIssue, Slot, Template};
 use briefing::config::Config;
-use briefing::manifest::{self, LoadedIssue};
 use briefing::model::{Issue, SectionContent};
-use briefing::personalize::Recipient;
 use briefing::preview::{self, Preview};
-use briefing::render::{self, Escape, Part, RenderedIssue, Slot, Template};
-use briefing::token::{Secret, unsubscribe_url};
 use jiff::Timestamp;
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 use support::cli::repo;
@@ -459,7 +459,7 @@ fn assert_fill_follows_template(t: &Template, r: &Recipient, url: &str, filled: 
             Part::Static(s) => s.clone(),
             Part::Slot(slot) => {
                 let mut v = String::new();
-                render::push_escaped(&mut v, &r.slot_value(slot, url), t.escape);
+                render::push_escaped(&mut v, &render::slot_value(slot, r, url), t.escape);
                 v
             }
         };

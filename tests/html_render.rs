@@ -1,13 +1,13 @@
 //! The HTML alternative: snapshots of each section's view and of a whole
 //! small issue, and the email-safety properties every rendered issue keeps.
 
+use briefing::audience::recipient::Recipient;
+use briefing::compose::render::html::{self, break_lines};
+use briefing::compose::render::{Marks, Part, Slot, Template};
 use briefing::model::{
     Article, Block, Body, Closing, Column, Editorial, Event, Field, Heads, Image, Inline, Issue,
     Link, NewsItem, Person, Publisher, Section, SectionContent, SectionKind,
 };
-use briefing::personalize::Recipient;
-use briefing::render::html::{self, break_lines};
-use briefing::render::{Marks, Part, Slot, Template};
 use jiff::civil::date;
 use jiff::tz::TimeZone;
 
@@ -60,8 +60,8 @@ fn publisher() -> Publisher {
             TimeZone::get("Europe/Berlin").unwrap(),
             TimeZone::get("Asia/Shanghai").unwrap(),
         ],
-        stylesheet: briefing::render::html::prepare_stylesheet(
-            briefing::render::html::DEFAULT_STYLESHEET,
+        stylesheet: briefing::compose::stylesheet::prepare_stylesheet(
+            briefing::compose::stylesheet::DEFAULT_STYLESHEET,
         )
         .unwrap(),
     }

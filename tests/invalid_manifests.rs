@@ -347,7 +347,7 @@ fn load_refuses_every_invalid_manifest_without_panicking() {
         let manifest = repo_root().join(case.manifest());
         let expected = load_expected(&case).len();
         match catch_unwind(AssertUnwindSafe(|| {
-            briefing::manifest::load(&manifest, &config)
+            briefing::compose::manifest::load(&manifest, &config)
         })) {
             Err(_) => failures.push(format!("case `{}`: manifest::load panicked", case.name)),
             Ok(Ok(_)) => failures.push(format!("case `{}`: manifest::load accepted it", case.name)),

@@ -17,12 +17,12 @@ mod support;
 
 use support::browser::{chromium, headless};
 
+use briefing::audience::recipient::Recipient;
+use briefing::compose::render::html;
 use briefing::model::{
     Article, Block, Body, Closing, Column, Editorial, Event, Heads, Image, Inline, Issue, Link,
     NewsItem, Person, Publisher, Section, SectionContent, SectionKind,
 };
-use briefing::personalize::Recipient;
-use briefing::render::html;
 use jiff::civil::date;
 use jiff::tz::TimeZone;
 
@@ -186,8 +186,8 @@ fn long_issue(image_size: Option<(u32, u32)>) -> Issue {
                 TimeZone::get("Europe/Berlin").unwrap(),
                 TimeZone::get("Asia/Shanghai").unwrap(),
             ],
-            stylesheet: briefing::render::html::prepare_stylesheet(
-                briefing::render::html::DEFAULT_STYLESHEET,
+            stylesheet: briefing::compose::stylesheet::prepare_stylesheet(
+                briefing::compose::stylesheet::DEFAULT_STYLESHEET,
             )
             .unwrap(),
         },

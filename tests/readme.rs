@@ -27,7 +27,7 @@ fn the_readme_manifest_example_is_a_valid_issue_with_every_section() {
         let rel = p.strip_prefix("/readme").unwrap_or(p);
         std::fs::read(sample.join(rel))
     };
-    let loaded = briefing::manifest::parse(
+    let loaded = briefing::compose::manifest::parse(
         &readme_manifest(),
         Path::new("/readme/issue.toml"),
         &config,
@@ -35,7 +35,7 @@ fn the_readme_manifest_example_is_a_valid_issue_with_every_section() {
     )
     .unwrap_or_else(|d| panic!("the README example does not validate:\n{}", d.render()));
     assert_eq!(loaded.issue.sections.len(), 7, "every section is shown");
-    let text = briefing::render::render(&loaded.issue)
+    let text = briefing::compose::render::render(&loaded.issue)
         .text
         .with_placeholders();
     assert!(

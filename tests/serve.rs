@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use briefing::token::Secret;
+use briefing::audience::token::Secret;
 use support::cli::{OutboxConfig, content_type, copy_dir, outbox_config, repo, run};
 use support::{ServerOptions, SmtpServer};
 

@@ -3,9 +3,9 @@
 
 use std::collections::HashSet;
 
+use briefing::compose::render::text::{self, LinkList, MAX_LINE};
+use briefing::compose::render::{Escape, Marks, Part, SLOT_WRAP_WIDTH, Slot, Template};
 use briefing::model::*;
-use briefing::render::text::{self, LinkList, MAX_LINE};
-use briefing::render::{Escape, Marks, Part, SLOT_WRAP_WIDTH, Slot, Template};
 use jiff::Zoned;
 use jiff::tz::TimeZone;
 use unicode_width::UnicodeWidthStr;
@@ -57,8 +57,8 @@ fn publisher() -> Publisher {
             TimeZone::get("Europe/Berlin").unwrap(),
             TimeZone::get("Asia/Shanghai").unwrap(),
         ],
-        stylesheet: briefing::render::html::prepare_stylesheet(
-            briefing::render::html::DEFAULT_STYLESHEET,
+        stylesheet: briefing::compose::stylesheet::prepare_stylesheet(
+            briefing::compose::stylesheet::DEFAULT_STYLESHEET,
         )
         .unwrap(),
     }
@@ -352,7 +352,7 @@ fn template_slots_are_the_salutation_field_and_the_unsubscribe_url() {
     assert_eq!(slots[1], &Slot::UnsubscribeUrl);
     assert_eq!(tpl.escape, Escape::None);
     let filled = tpl.fill(
-        &briefing::personalize::Recipient::new("a@example.org", "Anna"),
+        &briefing::audience::recipient::Recipient::new("a@example.org", "Anna"),
         "https://example.com/u/abc",
     );
     assert!(filled.contains("Dear Anna,\n"), "{filled}");

@@ -10,12 +10,12 @@ use textwrap::core::Word;
 use textwrap::wrap_algorithms::wrap_first_fit;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
+use crate::compose::render::{Escape, Marks, SLOT_WRAP_WIDTH, Slot, Template};
+use crate::compose::timefmt;
 use crate::model::{
     Article, Block, Body, Closing, Column, Editorial, Event, Heads, Inline, Issue, NewsItem,
     Section, SectionContent, plain_text,
 };
-use crate::render::{Escape, Marks, SLOT_WRAP_WIDTH, Slot, Template};
-use crate::timefmt;
 
 /// Column at which prose wraps.
 pub const WIDTH: usize = 72;
@@ -804,8 +804,9 @@ fn finish(lines: Vec<String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compose::render::Part;
+    use crate::model::strip_marks;
     use crate::model::{Field, Link};
-    use crate::render::{Part, strip_marks};
 
     fn text(s: &str) -> Inline {
         Inline::Text(s.to_string())

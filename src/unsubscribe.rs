@@ -24,11 +24,14 @@ use axum::routing::{get, post};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use sha2::{Digest, Sha256};
 
+use jiff::Timestamp;
+
+use crate::audience::suppression::MailtoRequest;
+use crate::audience::token::Keyring;
+use crate::audience::token::looks_like_token;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::ledger::{Ledger, LedgerError, Suppression};
-use crate::suppress::verified_address;
-use crate::token::Keyring;
+use crate::deliver::ledger::{Ledger, LedgerError, Suppression};
 
 /// What the service needs from the config.
 #[derive(Debug, Clone)]
@@ -625,9 +628,76 @@ fn blocked_page(set: &Settings, email: &str, reason: &str) -> Markup {
     )
 }
 
+/// The address an unsubscribe token stands for, if the token has the right
+/// shape, was issued by a send recorded in `ledger` and verifies for
+/// `list_id` with one of the keyring's secrets.
+///
+/// Every failure gives `None`, so callers cannot tell an unknown token from
+/// a forged one and neither can whoever sent it.
+pub fn verified_address(
+    ledger: &Ledger,
+    keyring: &Keyring,
+    list_id: &str,
+    token: &str,
+) -> Result<Option<String>, LedgerError> {
+    if !looks_like_token(token) {
+        return Ok(None);
+    }
+    let Some(email) = ledger.email_for_token(token)? else {
+        return Ok(None);
+    };
+    // The ledger is the only way from token to address, but it is not
+    // trusted on its own: rows written under another list id or a retired
+    // secret must not unsubscribe anyone.
+    Ok(keyring.verify(list_id, &email, token).then_some(email))
+}
+
+/// What applying mailto requests did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailtoReport {
+    /// Addresses newly suppressed.
+    pub unsubscribed: usize,
+    /// Requests for addresses already on the list (repeats, reruns).
+    pub already: usize,
+    /// Requests whose token did not verify.
+    pub invalid: Vec<MailtoRequest>,
+}
+
+/// Suppresses the address of every request whose token verifies (reason
+/// `unsubscribed`, source `mailto`).
+pub fn apply_mailto(
+    ledger: &Ledger,
+    keyring: &Keyring,
+    list_id: &str,
+    requests: &[MailtoRequest],
+    now: Timestamp,
+) -> Result<MailtoReport, LedgerError> {
+    let mut report = MailtoReport::default();
+    for r in requests {
+        match verified_address(ledger, keyring, list_id, &r.token)? {
+            Some(email) => {
+                if ledger.suppress(&email, "unsubscribed", "mailto", now)? {
+                    report.unsubscribed += 1;
+                } else {
+                    report.already += 1;
+                }
+            }
+            None => report.invalid.push(r.clone()),
+        }
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audience::recipient::Recipient;
+    use crate::audience::token::Secret;
+    use crate::deliver::ledger::SendKind;
+
+    fn now() -> Timestamp {
+        "2025-01-17T05:00:00Z".parse().unwrap()
+    }
 
     fn settings() -> Settings {
         Settings {
@@ -668,5 +738,34 @@ mod tests {
         let c = confirm_page(&settings(), "a@example.org").into_string();
         assert!(c.contains(r#"<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">"#), "{c}");
         assert!(!c.contains("http"), "no external resources: {c}");
+    }
+
+    #[test]
+    fn only_tokens_of_this_list_and_its_secrets_verify() {
+        let current = Secret::new("new");
+        let old = Secret::new("old");
+        let mut l = Ledger::in_memory().unwrap();
+        let t_new = current.token("list", "a@example.org");
+        let t_old = old.token("list", "b@example.org");
+        let t_other = current.token("other-list", "c@example.org");
+        l.begin("i", SendKind::Real, "S", now()).unwrap();
+        l.import("i", SendKind::Real, |add| {
+            add(&Recipient::new("a@example.org", ""), &t_new)?;
+            add(&Recipient::new("b@example.org", ""), &t_old)?;
+            add(&Recipient::new("c@example.org", ""), &t_other)?;
+            Ok((0, 0))
+        })
+        .unwrap();
+        let ring = Keyring {
+            current: current.clone(),
+            previous: vec![old],
+        };
+        let check = |t: &str| verified_address(&l, &ring, "list", t).unwrap();
+        assert_eq!(check(&t_new).as_deref(), Some("a@example.org"));
+        assert_eq!(check(&t_old).as_deref(), Some("b@example.org"));
+        assert_eq!(check(&t_other), None);
+        assert_eq!(check(&t_new[1..]), None);
+        let unknown = current.token("list", "nobody@example.org");
+        assert_eq!(check(&unknown), None);
     }
 }

@@ -1,16 +1,18 @@
 //! Previews on disk: the HTML for a browser, the text, and the `.eml` a mail
 //! client opens, all exactly as one recipient would get them.
 
+pub mod watch;
+
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 
+use crate::audience::recipient::Recipient;
+use crate::audience::token::{Secret, unsubscribe_url};
+use crate::compose::render::RenderedIssue;
 use crate::config::Config;
-use crate::message::{MessageError, Personal, PreparedIssue, Sender};
+use crate::deliver::message::{MessageError, Personal, PreparedIssue, Sender};
 use crate::model::Issue;
-use crate::personalize::Recipient;
-use crate::render::RenderedIssue;
-use crate::token::{Secret, unsubscribe_url};
 
 /// One recipient's copy of an issue in its three forms.
 #[derive(Debug, Clone)]

@@ -2,53 +2,45 @@
 //! complaints, and mailto unsubscribe requests collected in a mailbox.
 //!
 //! Both readers only parse; the caller applies what they return to the
-//! ledger and reports. Tokens are checked the same way for mailto requests
-//! and for `briefing serve` ([`verified_address`]).
+//! ledger and reports ([`crate::unsubscribe`] verifies mailto tokens the
+//! same way as one-click requests).
 
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 
-use crate::ledger::{Ledger, LedgerError, NewSuppression};
-use crate::token::{Keyring, looks_like_token};
+use crate::audience::token::looks_like_token;
+
+/// A suppression to record: who, why, from where and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSuppression {
+    /// The address.
+    pub email: String,
+    /// `unsubscribed`, `hard-bounce`, `complaint`, `manual`.
+    pub reason: String,
+    /// Where it came from (`import`, `mailto`, ...).
+    pub source: String,
+    /// When it happened (from the import file, else now).
+    pub created_at: Timestamp,
+}
 
 /// Reasons an address can be on the suppression list.
 pub const REASONS: [&str; 4] = ["unsubscribed", "hard-bounce", "complaint", "manual"];
 
 /// The reason as stored, or an error naming the valid ones.
-pub fn check_reason(reason: &str) -> Result<&'static str, String> {
+pub fn check_reason(reason: &str) -> Result<&'static str, UnknownReason> {
     let r = reason.trim().to_ascii_lowercase();
-    REASONS.iter().find(|k| **k == r).copied().ok_or_else(|| {
-        format!(
-            "unknown reason `{reason}`, expected one of {}",
-            REASONS.join(", ")
-        )
-    })
+    REASONS
+        .iter()
+        .find(|k| **k == r)
+        .copied()
+        .ok_or_else(|| UnknownReason(reason.to_string()))
 }
 
-/// The address an unsubscribe token stands for, if the token has the right
-/// shape, was issued by a send recorded in `ledger` and verifies for
-/// `list_id` with one of the keyring's secrets.
-///
-/// Every failure gives `None`, so callers cannot tell an unknown token from
-/// a forged one and neither can whoever sent it.
-pub fn verified_address(
-    ledger: &Ledger,
-    keyring: &Keyring,
-    list_id: &str,
-    token: &str,
-) -> Result<Option<String>, LedgerError> {
-    if !looks_like_token(token) {
-        return Ok(None);
-    }
-    let Some(email) = ledger.email_for_token(token)? else {
-        return Ok(None);
-    };
-    // The ledger is the only way from token to address, but it is not
-    // trusted on its own: rows written under another list id or a retired
-    // secret must not unsubscribe anyone.
-    Ok(keyring.verify(list_id, &email, token).then_some(email))
-}
+/// A suppression reason that is none of [`REASONS`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown reason `{0}`, expected one of unsubscribed, hard-bounce, complaint, manual")]
+pub struct UnknownReason(pub String);
 
 /// What a provider's reason column says about a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,8 +187,11 @@ pub fn read_csv(path: &Path, source: &str, now: Timestamp) -> Result<CsvImport, 
         }
         let field = |i: Option<usize>| i.and_then(|i| record.get(i)).unwrap_or("").trim();
         let email = field(Some(email_col));
-        if let Err(e) = crate::recipients::check_address(email) {
-            out.bad.push(BadRow { line, message: e });
+        if let Err(e) = crate::audience::recipient::check_address(email) {
+            out.bad.push(BadRow {
+                line,
+                message: e.to_string(),
+            });
             continue;
         }
         let reason = match classify_reason(field(reason_col)) {
@@ -415,48 +410,10 @@ fn token_in_address(addr: &str) -> Option<String> {
     (tag.eq_ignore_ascii_case("unsubscribe") && !token.is_empty()).then(|| token.to_string())
 }
 
-/// What applying mailto requests did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MailtoReport {
-    /// Addresses newly suppressed.
-    pub unsubscribed: usize,
-    /// Requests for addresses already on the list (repeats, reruns).
-    pub already: usize,
-    /// Requests whose token did not verify.
-    pub invalid: Vec<MailtoRequest>,
-}
-
-/// Suppresses the address of every request whose token verifies (reason
-/// `unsubscribed`, source `mailto`).
-pub fn apply_mailto(
-    ledger: &Ledger,
-    keyring: &Keyring,
-    list_id: &str,
-    requests: &[MailtoRequest],
-    now: Timestamp,
-) -> Result<MailtoReport, LedgerError> {
-    let mut report = MailtoReport::default();
-    for r in requests {
-        match verified_address(ledger, keyring, list_id, &r.token)? {
-            Some(email) => {
-                if ledger.suppress(&email, "unsubscribed", "mailto", now)? {
-                    report.unsubscribed += 1;
-                } else {
-                    report.already += 1;
-                }
-            }
-            None => report.invalid.push(r.clone()),
-        }
-    }
-    Ok(report)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::SendKind;
-    use crate::personalize::Recipient;
-    use crate::token::Secret;
+    use crate::audience::token::Secret;
 
     fn now() -> Timestamp {
         "2025-01-17T05:00:00Z".parse().unwrap()
@@ -488,6 +445,7 @@ mod tests {
         assert!(
             check_reason("bounced")
                 .unwrap_err()
+                .to_string()
                 .contains("expected one of unsubscribed")
         );
     }
@@ -561,34 +519,5 @@ mod tests {
             Some(t.clone())
         );
         assert_eq!(token_in_address("news@example.org"), None);
-    }
-
-    #[test]
-    fn only_tokens_of_this_list_and_its_secrets_verify() {
-        let current = Secret::new("new");
-        let old = Secret::new("old");
-        let mut l = Ledger::in_memory().unwrap();
-        let t_new = current.token("list", "a@example.org");
-        let t_old = old.token("list", "b@example.org");
-        let t_other = current.token("other-list", "c@example.org");
-        l.begin("i", SendKind::Real, "S", now()).unwrap();
-        l.import("i", SendKind::Real, |add| {
-            add(&Recipient::new("a@example.org", ""), &t_new)?;
-            add(&Recipient::new("b@example.org", ""), &t_old)?;
-            add(&Recipient::new("c@example.org", ""), &t_other)?;
-            Ok((0, 0))
-        })
-        .unwrap();
-        let ring = Keyring {
-            current: current.clone(),
-            previous: vec![old],
-        };
-        let check = |t: &str| verified_address(&l, &ring, "list", t).unwrap();
-        assert_eq!(check(&t_new).as_deref(), Some("a@example.org"));
-        assert_eq!(check(&t_old).as_deref(), Some("b@example.org"));
-        assert_eq!(check(&t_other), None);
-        assert_eq!(check(&t_new[1..]), None);
-        let unknown = current.token("list", "nobody@example.org");
-        assert_eq!(check(&unknown), None);
     }
 }

@@ -24,10 +24,11 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::audience::recipient::Recipient;
+use crate::audience::{lists, token};
+use crate::compose;
 use crate::config::Config;
 use crate::diagnostic::{Diagnostics, Severity};
-use crate::personalize::Recipient;
-use crate::{lint, manifest, recipients, render, token};
 
 /// Quiet time after the last change before rendering again: editors often
 /// write a file in several steps (truncate, write, rename).
@@ -194,8 +195,9 @@ fn render_snapshot(
         Err(d) => return failed("the config has errors".to_string(), &d, watched),
     };
     watched.templates = normalize(&config.resolve(Path::new("templates")));
-    let loaded = match manifest::load(issue, &config) {
-        Ok(l) => l,
+    let columns = lists::columns(&config.lists()).ok();
+    let checked = match compose::check(issue, &config, now, columns) {
+        Ok(c) => c,
         Err(d) => {
             let name = issue.file_name().map(|n| n.to_string_lossy().into_owned());
             return failed(
@@ -206,16 +208,13 @@ fn render_snapshot(
         }
     };
     watched.loose = false;
-    watched.body_files = loaded.body_files.iter().map(|p| normalize(p)).collect();
-    let rendered = render::render(&loaded.issue);
-    let mut problems = loaded.warnings.clone();
-    problems.extend(lint::lint(&lint::LintInput {
-        loaded: &loaded,
-        rendered: &rendered,
-        config: &config,
-        now,
-        recipient_fields: recipient_columns(&config),
-    }));
+    watched.body_files = checked
+        .loaded
+        .body_files
+        .iter()
+        .map(|p| normalize(p))
+        .collect();
+    let (loaded, rendered, problems) = (checked.loaded, checked.rendered, checked.problems);
     let reader = Recipient::new(PREVIEW_READER, "");
     let mut extra = String::new();
     let url = match token::Secret::from_config(&config, true) {
@@ -247,20 +246,6 @@ fn render_snapshot(
 fn counts(d: &Diagnostics) -> (usize, usize) {
     let errors = d.iter().filter(|x| x.severity == Severity::Error).count();
     (errors, d.len() - errors)
-}
-
-/// Column names across the configured lists, if they can all be read (as
-/// `briefing check` finds them).
-fn recipient_columns(config: &Config) -> Option<Vec<String>> {
-    let mut cols = vec!["email".to_string(), "name".to_string()];
-    for list in &config.send.lists {
-        for h in recipients::headers(&config.resolve(list)).ok()? {
-            if !cols.contains(&h) {
-                cols.push(h);
-            }
-        }
-    }
-    Some(cols)
 }
 
 /// The latest snapshot, shared between the watcher and the server.

@@ -12,11 +12,11 @@ use jiff::tz::{AmbiguousOffset, TimeZone};
 
 use super::raw::*;
 use super::{Locations, ReadFile};
+use crate::compose::markdown;
 use crate::config::Config;
 use crate::diagnostic::{Diagnostic, Diagnostics, Severity, SourceFile, closest};
-use crate::markdown;
+use crate::model::strip_marks;
 use crate::model::*;
-use crate::render::strip_marks;
 
 /// Everything validation needs besides the raw issue.
 pub struct Context<'a> {
@@ -1083,7 +1083,7 @@ impl V<'_> {
     /// The email's stylesheet: the configured file, else
     /// `templates/email.css` beside the config, else the built-in copy.
     fn stylesheet(&mut self) -> Option<String> {
-        use crate::render::html::{DEFAULT_STYLESHEET, prepare_stylesheet};
+        use crate::compose::stylesheet::{DEFAULT_STYLESHEET, prepare_stylesheet};
         let cfg = self.cx.config;
         let (path, required) = match &cfg.newsletter.stylesheet {
             Some(p) => (cfg.resolve(p), true),

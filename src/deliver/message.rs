@@ -15,10 +15,10 @@ use std::time::SystemTime;
 use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 
+use crate::audience::recipient::Recipient;
+use crate::compose::render::{Escape, Part, RenderedIssue, Template, push_escaped, slot_value};
 use crate::config::Config;
 use crate::model::Issue;
-use crate::personalize::Recipient;
-use crate::render::{Escape, Part, RenderedIssue, Template, push_escaped};
 
 /// Why a message could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -332,7 +332,7 @@ impl EncodedBody {
                         match p {
                             Part::Static(s) => line.push_str(s.trim_end_matches('\r')),
                             Part::Slot(slot) => {
-                                let v = r.slot_value(slot, unsubscribe_url);
+                                let v = slot_value(slot, r, unsubscribe_url);
                                 push_escaped(&mut line, &v, self.escape);
                             }
                         }
@@ -356,8 +356,8 @@ fn push_static(line: Option<&mut Vec<Part>>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compose::render::{Marks, Slot};
     use crate::model::Field;
-    use crate::render::{Marks, Slot};
 
     fn template(escape: Escape) -> Template {
         let marks = Marks::new();

@@ -8,12 +8,11 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
+use crate::compose::manifest::LoadedIssue;
+use crate::compose::render::{RenderedIssue, Slot};
 use crate::config::Config;
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile};
-use crate::manifest::LoadedIssue;
 use crate::model::{Body, SectionContent, SectionKind, collect_inline_fields};
-use crate::personalize::Recipient;
-use crate::render::{RenderedIssue, Slot};
 
 /// What the lints look at besides the issue.
 pub struct LintInput<'a> {
@@ -38,7 +37,10 @@ pub fn lint(input: &LintInput<'_>) -> Diagnostics {
     let at = |d: Diagnostic, field: &str| loaded.locations.locate(d, field, &manifest);
 
     // Gmail clips HTML past about 102 KB, cutting off the unsubscribe link.
-    let probe = Recipient::new("firstname.lastname@example.org", "Firstname Lastname");
+    let probe = [
+        ("email", "firstname.lastname@example.org"),
+        ("name", "Firstname Lastname"),
+    ];
     let html = input.rendered.html.fill(&probe, &"u".repeat(120));
     let size = html.len();
     let limit = input.config.check.max_html_bytes;
@@ -241,7 +243,8 @@ fn at_tag(
         let Some(close) = text[open..].find("}}").map(|i| i + open) else {
             break;
         };
-        if crate::markdown::parse_tag(&text[open + 2..close]).is_ok_and(|t| t.name == name) {
+        if crate::compose::markdown::parse_tag(&text[open + 2..close]).is_ok_and(|t| t.name == name)
+        {
             let start = region.start + open;
             return d
                 .field(field)

@@ -10,8 +10,8 @@ use std::ops::Range;
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 
 use crate::diagnostic::Severity;
+use crate::model::strip_marks;
 use crate::model::{Block, Body, Field, Inline, Link};
-use crate::render::strip_marks;
 
 /// A problem in a Markdown text, at a byte range of that text.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,7 +3,7 @@
 //! and record the answer.
 //!
 //! Exactly-once comes from the ledger's order of writes (see
-//! [`crate::ledger`]); resumability from the ledger being the queue: a rerun
+//! [`crate::deliver::ledger`]); resumability from the ledger being the queue: a rerun
 //! skips the import and continues with what is still pending.
 
 use std::collections::VecDeque;
@@ -14,15 +14,18 @@ use std::time::{Duration, Instant};
 
 use lettre::address::Envelope;
 
+use crate::audience::lists::{self, ListError, Row, SkippedRow};
+use crate::audience::recipient::Recipient;
+use crate::audience::recipient::{AddressError, check_address};
+use crate::audience::token::{Secret, unsubscribe_url};
 use crate::clock::{Clock, system_time};
 use crate::config::Config;
-use crate::dkim::Signer;
-use crate::ledger::{Counts, Delivery, DeliveryState, Ledger, LedgerError, SendKind};
-use crate::message::{Personal, PreparedIssue};
-use crate::personalize::Recipient;
-use crate::recipients::{self, ListError, Row, SkippedRow};
-use crate::token::{Secret, unsubscribe_url};
-use crate::transport::{Connection, DeliveryError, Transport, outbox_name};
+use crate::deliver::dkim::Signer;
+use crate::deliver::ledger::{
+    Counts, Delivery, DeliveryState, Ledger, LedgerError, SendKind, SendState,
+};
+use crate::deliver::message::{Personal, PreparedIssue};
+use crate::deliver::transport::{Connection, DeliveryError, Transport, outbox_name};
 
 /// Why a send could not run (as opposed to some recipients failing).
 #[derive(Debug, thiserror::Error)]
@@ -47,10 +50,13 @@ pub enum SendError {
     },
     /// An address given with `--to` is invalid.
     #[error("--to {0}")]
-    BadAddress(String),
+    BadAddress(#[from] AddressError),
     /// The envelope sender in the config is invalid.
     #[error("sender.envelope_from: {0}")]
     Sender(String),
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
     /// A locked mutex was poisoned by a panicking worker.
     #[error("internal error: a send worker stopped unexpectedly")]
     Poisoned,
@@ -181,7 +187,7 @@ pub async fn run(
     let record = ledger.send_record(&slug, kind)?;
     if kind == SendKind::Real
         && let Some(r) = &record
-        && r.state == "done"
+        && r.state == SendState::Done
     {
         let c = ledger.counts(&slug, kind)?;
         if c.pending == 0 && (c.uncertain == 0 || !job.resend_uncertain) {
@@ -277,9 +283,9 @@ pub async fn run(
     let counts = ledger.counts(&slug, kind)?;
     let interrupted = job.stop.load(Ordering::SeqCst);
     let state = if counts.pending == 0 && counts.sending == 0 {
-        "done"
+        SendState::Done
     } else {
-        "stopped"
+        SendState::Stopped
     };
     ledger.finish(&slug, kind, state, job.clock.now())?;
     Ok(Summary {
@@ -462,7 +468,7 @@ async fn deliver(
         },
         None => bytes,
     };
-    let to = match crate::message::wire_address(&d.recipient.email) {
+    let to = match crate::deliver::message::wire_address(&d.recipient.email) {
         Ok(a) => a,
         Err(e) => return fail(e.to_string()),
     };
@@ -587,7 +593,7 @@ fn import(
                 let (mut invalid, mut dups) = (0u64, 0u64);
                 for list in &lists {
                     let mut ledger_error = None;
-                    let res = recipients::for_each(list, |row| {
+                    let res = lists::for_each(list, |row| {
                         if ledger_error.is_some() {
                             return;
                         }
@@ -620,8 +626,8 @@ fn import(
         SendKind::Test => {
             let mut people = Vec::new();
             for email in &job.to {
-                recipients::check_address(email).map_err(SendError::BadAddress)?;
-                let found = recipients::find(&job.lists, email).ok().flatten();
+                check_address(email)?;
+                let found = lists::find(&job.lists, email).ok().flatten();
                 people.push(found.unwrap_or_else(|| Recipient::new(email.clone(), "")));
             }
             ledger.import(&slug, SendKind::Test, |add| {
@@ -652,7 +658,7 @@ fn import_suppression_file(
         return Ok(());
     }
     let mut rows = Vec::new();
-    recipients::for_each(&path, |row| {
+    lists::for_each(&path, |row| {
         if let Row::Recipient(r) = row {
             let reason = r
                 .fields

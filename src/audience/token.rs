@@ -4,7 +4,7 @@
 //! address each token was issued to, so the unsubscribe endpoint can look the
 //! address up and verify the token against it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -27,6 +27,30 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Why no unsubscribe secret could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// Neither the environment variable nor a secret file is set.
+    #[error(
+        "no unsubscribe secret: set {var} (e.g. `export {var}=$(openssl rand -hex 32)`) or unsubscribe.secret_file in the config"
+    )]
+    Missing {
+        /// The variable the config names.
+        var: String,
+    },
+    /// The secret file cannot be read.
+    #[error("cannot read the unsubscribe secret file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The secret file's first line is blank.
+    #[error("the unsubscribe secret file {} is empty", .0.display())]
+    Empty(PathBuf),
+}
+
 /// Used only for previews and the outbox when no secret is configured, so
 /// the README's first command works on a fresh machine.
 const DEVELOPMENT_SECRET: &[u8] = b"briefing-development-secret-not-for-real-sends";
@@ -42,7 +66,7 @@ impl Secret {
 
     /// The configured secret: the environment variable named in config, else
     /// the secret file; with `allow_development`, a fixed stand-in.
-    pub fn from_config(config: &Config, allow_development: bool) -> Result<Self, String> {
+    pub fn from_config(config: &Config, allow_development: bool) -> Result<Self, SecretError> {
         let var = &config.unsubscribe.secret_env;
         if let Ok(v) = std::env::var(var)
             && !v.trim().is_empty()
@@ -59,10 +83,7 @@ impl Secret {
                 development: true,
             });
         }
-        Err(format!(
-            "no unsubscribe secret: set {var} (e.g. `export {var}=$(openssl rand -hex 32)`) \
-             or unsubscribe.secret_file in the config"
-        ))
+        Err(SecretError::Missing { var: var.clone() })
     }
 
     /// The token for one address on one list.
@@ -112,7 +133,7 @@ pub struct Keyring {
 impl Keyring {
     /// The configured secret (as [`Secret::from_config`]) and the earlier
     /// ones listed, comma-separated, in `unsubscribe.previous_secrets_env`.
-    pub fn from_config(config: &Config, allow_development: bool) -> Result<Self, String> {
+    pub fn from_config(config: &Config, allow_development: bool) -> Result<Self, SecretError> {
         let current = Secret::from_config(config, allow_development)?;
         let previous = std::env::var(&config.unsubscribe.previous_secrets_env)
             .map(|v| parse_previous(&v))
@@ -140,19 +161,14 @@ fn parse_previous(v: &str) -> Vec<Secret> {
         .collect()
 }
 
-fn read_secret_file(path: &Path) -> Result<Vec<u8>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "cannot read the unsubscribe secret file {}: {e}",
-            path.display()
-        )
+fn read_secret_file(path: &Path) -> Result<Vec<u8>, SecretError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SecretError::Read {
+        path: path.to_path_buf(),
+        source,
     })?;
     let line = text.lines().next().unwrap_or("").trim();
     if line.is_empty() {
-        return Err(format!(
-            "the unsubscribe secret file {} is empty",
-            path.display()
-        ));
+        return Err(SecretError::Empty(path.to_path_buf()));
     }
     Ok(line.as_bytes().to_vec())
 }

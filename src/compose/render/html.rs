@@ -9,13 +9,13 @@ use std::borrow::Cow;
 
 use maud::{DOCTYPE, Markup, PreEscaped, Render, html};
 
+use crate::compose::render::{Escape, Marks, Slot, Template};
+use crate::compose::timefmt;
+use crate::model::strip_marks;
 use crate::model::{
     Article, Block, Body, Closing, Column, Editorial, Event, Heads, Image, Inline, Issue, NewsItem,
     Person, Section, SectionContent, collect_inline_fields,
 };
-use crate::personalize::Recipient;
-use crate::render::{Escape, Marks, Slot, Template, strip_marks};
-use crate::timefmt;
 
 // Colours, all at least 4.5:1 against the backgrounds they are used on.
 macro_rules! ink {
@@ -335,61 +335,6 @@ const LINK_BOLD: &str = concat!(
     ";font-weight:bold"
 );
 
-// Gmail drops a <style> block with nested at-rules, so each @media stands
-// alone. Everything here is optional: the email reads the same without it.
-/// The stylesheet built into the binary: `templates/email.css` as it was
-/// at build time, used when the config names none and the file is absent.
-pub const DEFAULT_STYLESHEET: &str = include_str!("../../templates/email.css");
-
-/// Gmail drops `<style>` blocks past about 16 KB (email-standards G3).
-pub const MAX_STYLESHEET_BYTES: usize = 16 * 1024;
-
-/// Checks a stylesheet for the `<style>` block and strips its comments,
-/// which would otherwise travel in every copy. Says what is wrong when Gmail
-/// would drop the block or the text could close the element.
-pub fn prepare_stylesheet(css: &str) -> Result<String, String> {
-    let mut out = String::with_capacity(css.len());
-    let mut rest = css;
-    while let Some(start) = rest.find("/*") {
-        out.push_str(&rest[..start]);
-        match rest[start + 2..].find("*/") {
-            Some(end) => rest = &rest[start + 2 + end + 2..],
-            None => return Err("a comment is not closed, expected `*/`".into()),
-        }
-    }
-    out.push_str(rest);
-    let out: String = out
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("\n");
-    if out.contains("</") {
-        return Err("it contains `</`, which would end the <style> element".into());
-    }
-    if out.len() > MAX_STYLESHEET_BYTES {
-        return Err(format!(
-            "it is {} bytes, over the {MAX_STYLESHEET_BYTES} Gmail keeps",
-            out.len()
-        ));
-    }
-    let mut depth = 0usize;
-    for c in out.chars() {
-        match c {
-            '{' => depth += 1,
-            '}' => depth = depth.saturating_sub(1),
-            '@' if depth > 0 => {
-                return Err(
-                    "an at-rule is nested in another block; Gmail then drops the whole <style>"
-                        .into(),
-                );
-            }
-            _ => {}
-        }
-    }
-    Ok(out)
-}
-
 // Outlook on Windows scales attribute sizes at 120 dpi unless told 96.
 const MSO_HEAD: &str = "<!--[if mso]><noscript><xml><o:OfficeDocumentSettings>\
 <o:PixelsPerInch>96</o:PixelsPerInch></o:OfficeDocumentSettings></xml></noscript><![endif]-->";
@@ -429,7 +374,7 @@ pub fn render_web(issue: &Issue, links: &WebLinks<'_>) -> String {
     let template = marks.into_template(&break_lines(&markup.into_string()), Escape::Html);
     // A reader with no fields gets every fallback; the web footer holds no
     // unsubscribe slot, so the URL is never used.
-    template.fill(&Recipient::new("", ""), "")
+    template.fill(&(), "")
 }
 
 /// Who the document is for.
@@ -1051,8 +996,9 @@ fn wrap(s: &str, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compose::render::Part;
+    use crate::compose::stylesheet::{DEFAULT_STYLESHEET, prepare_stylesheet};
     use crate::model::{Field, Link};
-    use crate::render::Part;
 
     fn text(s: &str) -> Inline {
         Inline::Text(s.into())
@@ -1172,7 +1118,7 @@ mod tests {
             t.slots().collect::<Vec<_>>(),
             vec![&Slot::Field(name_field())]
         );
-        let anna = crate::personalize::Recipient::new("a@example.org", "Anna & Co");
+        let anna = [("email", "a@example.org"), ("name", "Anna & Co")];
         assert!(t.fill(&anna, "u").contains(">Dear Anna &amp; Co,</p>"));
     }
 

@@ -4,15 +4,15 @@
 //! Rendering is pure: no files, no clock, no recipients. What differs per
 //! recipient (merge tags, the unsubscribe link) is left in the output as a
 //! [`Slot`], which [`Template::fill`] or the MIME builder in
-//! [`crate::message`] fills in cheaply for each recipient.
+//! [`crate::deliver::message`] fills in cheaply for each recipient.
 
 pub mod html;
 pub mod text;
 
 use std::cell::RefCell;
 
+use crate::model::MergeFields;
 use crate::model::{Field, Issue};
-use crate::personalize::Recipient;
 
 /// A hole in a rendered issue, filled per recipient.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -67,10 +67,7 @@ pub fn render(issue: &Issue) -> RenderedIssue {
     }
 }
 
-// Private-use code points never survive validation in user text, so they can
-// mark slots inside the strings that maud and the text wrapper produce.
-const MARK_OPEN: char = '\u{E000}';
-const MARK_CLOSE: char = '\u{E001}';
+use crate::model::{SLOT_MARK_CLOSE as MARK_CLOSE, SLOT_MARK_OPEN as MARK_OPEN};
 
 /// Hands out slot markers while a renderer runs, and turns its marked output
 /// into a [`Template`] afterwards.
@@ -122,25 +119,18 @@ impl Marks {
     }
 }
 
-/// Removes the characters used as slot markers from user text.
-pub fn strip_marks(s: &str) -> String {
-    s.chars()
-        .filter(|c| *c != MARK_OPEN && *c != MARK_CLOSE)
-        .collect()
-}
-
 /// Width a slot is assumed to take when text is wrapped before filling.
 pub const SLOT_WRAP_WIDTH: usize = 12;
 
 impl Template {
-    /// The template with every slot filled for one recipient.
-    pub fn fill(&self, recipient: &Recipient, unsubscribe_url: &str) -> String {
+    /// The template with every slot filled for one reader.
+    pub fn fill(&self, reader: &dyn MergeFields, unsubscribe_url: &str) -> String {
         let mut out = String::with_capacity(self.static_len() + 256);
         for part in &self.parts {
             match part {
                 Part::Static(s) => out.push_str(s),
                 Part::Slot(slot) => {
-                    let value = recipient.slot_value(slot, unsubscribe_url);
+                    let value = slot_value(slot, reader, unsubscribe_url);
                     push_escaped(&mut out, &value, self.escape);
                 }
             }
@@ -183,6 +173,22 @@ impl Template {
         }
         out
     }
+}
+
+/// What a slot becomes for one reader (unescaped). Line breaks and other
+/// control characters become spaces: a value must never add lines to a
+/// message, and previews must show what the message holds.
+pub fn slot_value(slot: &Slot, reader: &dyn MergeFields, unsubscribe_url: &str) -> String {
+    let v = match slot {
+        Slot::UnsubscribeUrl => unsubscribe_url,
+        Slot::Field(f) => match reader.field(&f.name) {
+            Some(v) => v,
+            None => f.fallback.as_deref().unwrap_or_default(),
+        },
+    };
+    v.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// Appends `value` to `out`, escaped as `escape` says.
@@ -244,9 +250,9 @@ mod tests {
             }))
         );
         let t = marks.into_template(&s, Escape::Html);
-        let anna = Recipient::new("anna@example.org", "Anna <B>");
+        let anna = [("email", "anna@example.org"), ("name", "Anna <B>")];
         assert_eq!(t.fill(&anna, "u"), "Hi Anna &lt;B&gt;!");
-        let anon = Recipient::new("x@example.org", "");
+        let anon = [("email", "x@example.org"), ("name", "")];
         assert_eq!(t.fill(&anon, "u"), "Hi reader!");
     }
 }

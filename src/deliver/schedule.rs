@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
+use crate::compose::manifest;
 use crate::config::Config;
-use crate::ledger::{Counts, Failure, Ledger, LedgerError, SendKind};
-use crate::lock;
+use crate::deliver::ledger::{Counts, Failure, Ledger, LedgerError, SendKind, SendState};
+use crate::deliver::lock;
+use crate::diagnostic::Diagnostics;
 use crate::model::Issue;
 
 /// The state of an issue, as `briefing status` shows it.
@@ -178,10 +180,10 @@ pub fn status(
     let late_window = SignedDuration::from_mins(config.send.late_after_minutes as i64);
     let state = match &record {
         Some(_) if locked => IssueState::Sending,
-        Some(r) if r.state == "done" && (counts.failed > 0 || counts.uncertain > 0) => {
+        Some(r) if r.state == SendState::Done && (counts.failed > 0 || counts.uncertain > 0) => {
             IssueState::Failed
         }
-        Some(r) if r.state == "done" => IssueState::Sent,
+        Some(r) if r.state == SendState::Done => IssueState::Sent,
         Some(_) => IssueState::Stopped,
         None => match &issue.send_at {
             None => IssueState::Draft,
@@ -195,7 +197,7 @@ pub fn status(
         manifest: manifest.display().to_string(),
         subject: issue.subject.clone(),
         state,
-        send_at: issue.send_at.as_ref().map(crate::timefmt::rfc3339),
+        send_at: issue.send_at.as_ref().map(crate::compose::timefmt::rfc3339),
         send_at_utc: issue
             .send_at
             .as_ref()
@@ -210,32 +212,87 @@ pub fn status(
     })
 }
 
-/// Every `issue.toml` one or two folders below `dir`, sorted by path.
-pub fn find_manifests(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let direct = dir.join("issue.toml");
-    if direct.is_file() {
-        out.push(direct);
-    }
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if !path.is_dir() {
-            continue;
-        }
-        let m = path.join("issue.toml");
-        if m.is_file() {
-            out.push(m);
-        }
-    }
-    out.sort();
-    Ok(out)
+/// Why a folder of issues could not be looked at.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    /// The folder cannot be listed.
+    #[error("cannot list issues in {}: {source}", .dir.display())]
+    List {
+        /// The folder.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The ledger failed.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
 }
 
-/// The folder that holds per-issue lock files, next to the ledger.
-pub fn lock_dir(config: &Config) -> PathBuf {
-    let ledger = config.resolve(&config.send.ledger);
-    ledger
-        .parent()
-        .map(|p| p.join("locks"))
-        .unwrap_or_else(|| PathBuf::from("locks"))
+/// Something `send --due` reports about an issue it does not send now.
+#[derive(Debug)]
+pub enum DueNote {
+    /// The manifest does not load; the other issues go on.
+    Broken(Diagnostics),
+    /// `send_at` passed longer ago than the late window.
+    Late {
+        /// The issue slug.
+        slug: String,
+        /// `send_at` as RFC 3339.
+        send_at: String,
+        /// The manifest, for the command that sends it anyway.
+        manifest: PathBuf,
+    },
+    /// Another run is sending it.
+    Sending(String),
+}
+
+/// What `send --due` found in a folder of issues.
+#[derive(Debug, Default)]
+pub struct DueScan {
+    /// Manifests to send now, oldest `send_at` first.
+    pub due: Vec<PathBuf>,
+    /// Issues worth a line, in folder order.
+    pub notes: Vec<DueNote>,
+    /// How many of the other issues are in each state (draft, sent, …).
+    pub others: std::collections::BTreeMap<&'static str, usize>,
+}
+
+/// Decides which issues under `dir` are due now: due ones, and stopped
+/// sends, which resume even when late because they started on time.
+pub fn scan_due(dir: &Path, config: &Config, now: Timestamp) -> Result<DueScan, ScheduleError> {
+    let manifests = manifest::find_all(dir).map_err(|source| ScheduleError::List {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    let ledger = Ledger::open_existing(&config.ledger_path())?;
+    let lock_dir = lock::lock_dir(config);
+    let mut scan = DueScan::default();
+    let mut due: Vec<(Timestamp, PathBuf)> = Vec::new();
+    for m in manifests {
+        let loaded = match manifest::load(&m, config) {
+            Ok(l) => l,
+            Err(d) => {
+                scan.notes.push(DueNote::Broken(d));
+                continue;
+            }
+        };
+        let Some(send_at) = &loaded.issue.send_at else {
+            *scan.others.entry("draft").or_default() += 1;
+            continue;
+        };
+        let st = status(&loaded.issue, &m, ledger.as_ref(), &lock_dir, config, now)?;
+        match st.state {
+            IssueState::Due | IssueState::Stopped => due.push((send_at.timestamp(), m)),
+            IssueState::Late => scan.notes.push(DueNote::Late {
+                slug: loaded.issue.slug,
+                send_at: st.send_at.unwrap_or_default(),
+                manifest: m,
+            }),
+            IssueState::Sending => scan.notes.push(DueNote::Sending(loaded.issue.slug)),
+            other => *scan.others.entry(other.as_str()).or_default() += 1,
+        }
+    }
+    due.sort();
+    scan.due = due.into_iter().map(|(_, m)| m).collect();
+    Ok(scan)
 }

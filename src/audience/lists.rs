@@ -8,7 +8,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::personalize::Recipient;
+use crate::audience::recipient::{Recipient, address_key, check_address};
 
 /// Why a list could not be read at all.
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +133,7 @@ pub fn for_each(path: &Path, mut each: impl FnMut(Row)) -> Result<(), ListError>
             each(Row::Skipped(SkippedRow {
                 path: path.to_path_buf(),
                 line,
-                reason,
+                reason: reason.to_string(),
             }));
             continue;
         }
@@ -158,20 +158,31 @@ pub fn for_each(path: &Path, mut each: impl FnMut(Row)) -> Result<(), ListError>
     Ok(())
 }
 
-/// Checks an address with lettre's parser (IDN domains allowed).
-pub fn check_address(email: &str) -> Result<(), String> {
-    if email.is_empty() {
-        return Err("empty email, expected an address such as name@example.org".into());
+/// Column names across recipient lists (`email` and `name` first), as
+/// merge tags can use them.
+pub fn columns(lists: &[PathBuf]) -> Result<Vec<String>, ListError> {
+    let mut cols = vec!["email".to_string(), "name".to_string()];
+    for list in lists {
+        for h in headers(list)? {
+            if !cols.contains(&h) {
+                cols.push(h);
+            }
+        }
     }
-    email
-        .parse::<lettre::Address>()
-        .map(|_| ())
-        .map_err(|e| format!("`{email}` is not a valid email address ({e})"))
+    Ok(cols)
 }
 
-/// The key two addresses are the same recipient by.
-pub fn address_key(email: &str) -> String {
-    email.trim().to_lowercase()
+/// Valid recipients across `lists` (duplicates included), for a prompt.
+pub fn count(lists: &[PathBuf]) -> u64 {
+    let mut n = 0u64;
+    for l in lists {
+        let _ = for_each(l, |row| {
+            if matches!(row, Row::Recipient(_)) {
+                n += 1;
+            }
+        });
+    }
+    n
 }
 
 /// The first recipient in `lists` with this address (case-insensitive).

@@ -9,6 +9,8 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use crate::config::Config;
+
 /// Why a lock could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -92,6 +94,15 @@ pub fn is_held(dir: &Path, issue: &str) -> bool {
         return false;
     };
     matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
+}
+
+/// The folder that holds per-issue lock files, next to the ledger.
+pub fn lock_dir(config: &Config) -> PathBuf {
+    let ledger = config.resolve(&config.send.ledger);
+    ledger
+        .parent()
+        .map(|p| p.join("locks"))
+        .unwrap_or_else(|| PathBuf::from("locks"))
 }
 
 #[cfg(test)]

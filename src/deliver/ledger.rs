@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::personalize::Recipient;
+use crate::audience::recipient::{Recipient, address_key};
+pub use crate::audience::suppression::NewSuppression;
 
 /// Why the ledger could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +80,37 @@ impl DeliveryState {
     }
 }
 
+/// Where one send (an issue to its list) stands in the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendState {
+    /// A run is sending it, or died while sending it.
+    Running,
+    /// A run ended before every recipient was done (Ctrl-C, `--limit`, an
+    /// outage); the next run resumes it.
+    Stopped,
+    /// Every recipient is done: sent, failed, suppressed or uncertain.
+    Done,
+}
+
+impl SendState {
+    /// The word stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Stopped => "stopped",
+            Self::Done => "done",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "done" => Self::Done,
+            "stopped" => Self::Stopped,
+            _ => Self::Running,
+        }
+    }
+}
+
 /// A real send to the list, or test copies (`--to`), kept apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendKind {
@@ -121,8 +153,8 @@ pub struct SendRecord {
     pub issue: String,
     /// `real` or `test`.
     pub kind: String,
-    /// `running`, `done` or `interrupted`.
-    pub state: String,
+    /// Running, stopped or done.
+    pub state: SendState,
     /// Subject at the time of the send.
     pub subject: String,
     /// When the send first started.
@@ -185,19 +217,6 @@ pub struct Suppression {
     pub source: String,
     /// When it was recorded.
     pub created_at: String,
-}
-
-/// A suppression to record with [`Ledger::suppress_all`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewSuppression {
-    /// The address.
-    pub email: String,
-    /// `unsubscribed`, `hard-bounce`, `complaint`, `manual`.
-    pub reason: String,
-    /// Where it came from (`import`, `mailto`, ...).
-    pub source: String,
-    /// When it happened (from the import file, else now).
-    pub created_at: Timestamp,
 }
 
 /// An open ledger database.
@@ -266,6 +285,16 @@ impl Ledger {
         Self::init(conn, name)
     }
 
+    /// The ledger at `path` if it exists: commands that only read must not
+    /// create one (no ledger means nothing was ever sent). A ledger that
+    /// exists but cannot be opened is an error, never "absent".
+    pub fn open_existing(path: &Path) -> Result<Option<Self>, LedgerError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        Self::open(path).map(Some)
+    }
+
     /// A throwaway ledger in memory (for dry runs).
     pub fn in_memory() -> Result<Self, LedgerError> {
         let conn = Connection::open_in_memory().map_err(|source| LedgerError::Sqlite {
@@ -309,7 +338,7 @@ impl Ledger {
                     Ok(SendRecord {
                         issue: r.get(0)?,
                         kind: r.get(1)?,
-                        state: r.get(2)?,
+                        state: SendState::parse(&r.get::<_, String>(2)?),
                         subject: r.get(3)?,
                         started_at: r.get(4)?,
                         finished_at: r.get(5)?,
@@ -400,7 +429,7 @@ impl Ledger {
                     .execute(params![
                         issue,
                         kind.as_str(),
-                        crate::recipients::address_key(&r.email),
+                        address_key(&r.email),
                         r.email,
                         r.name,
                         fields,
@@ -603,18 +632,18 @@ impl Ledger {
         Ok(())
     }
 
-    /// Closes a send's record as `done` or `interrupted`.
+    /// Closes a send's record as done or stopped.
     pub fn finish(
         &self,
         issue: &str,
         kind: SendKind,
-        state: &str,
+        state: SendState,
         now: Timestamp,
     ) -> Result<(), LedgerError> {
         self.conn
             .execute(
                 "UPDATE sends SET state = ?3, finished_at = ?4 WHERE issue = ?1 AND kind = ?2",
-                params![issue, kind.as_str(), state, now.to_string()],
+                params![issue, kind.as_str(), state.as_str(), now.to_string()],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -703,7 +732,7 @@ impl Ledger {
             .execute(
                 "INSERT INTO suppressions (email_key, email, reason, source, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (email_key) DO NOTHING",
-                params![crate::recipients::address_key(email), email.trim(), reason, source, now.to_string()],
+                params![address_key(email), email.trim(), reason, source, now.to_string()],
             )
             .map_err(|e| self.err(e))?;
         Ok(n == 1)
@@ -715,7 +744,7 @@ impl Ledger {
             .conn
             .execute(
                 "DELETE FROM suppressions WHERE email_key = ?1",
-                params![crate::recipients::address_key(email)],
+                params![address_key(email)],
             )
             .map_err(|e| self.err(e))?;
         Ok(n == 1)
@@ -726,7 +755,7 @@ impl Ledger {
         self.conn
             .query_row(
                 "SELECT email, reason, source, created_at FROM suppressions WHERE email_key = ?1",
-                params![crate::recipients::address_key(email)],
+                params![address_key(email)],
                 suppression_row,
             )
             .optional()
@@ -775,7 +804,7 @@ impl Ledger {
             .conn
             .execute(
                 "DELETE FROM suppressions WHERE email_key = ?1 AND reason = ?2",
-                params![crate::recipients::address_key(email), reason],
+                params![address_key(email), reason],
             )
             .map_err(|e| self.err(e))?;
         Ok(n == 1)
@@ -801,7 +830,7 @@ impl Ledger {
             for s in items {
                 added += stmt
                     .execute(params![
-                        crate::recipients::address_key(&s.email),
+                        address_key(&s.email),
                         s.email.trim(),
                         s.reason,
                         s.source,

@@ -19,6 +19,27 @@ use crate::model::Issue;
 /// Reads a body file; injected so [`parse`] stays pure.
 pub type ReadFile<'a> = dyn Fn(&Path) -> std::io::Result<Vec<u8>> + 'a;
 
+/// Every `issue.toml` one or two folders below `dir`, sorted by path.
+pub fn find_all(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let direct = dir.join("issue.toml");
+    if direct.is_file() {
+        out.push(direct);
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let m = path.join("issue.toml");
+        if m.is_file() {
+            out.push(m);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// An issue read from a manifest, with what lints need to point at lines.
 #[derive(Debug, Clone)]
 pub struct LoadedIssue {

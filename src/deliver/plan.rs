@@ -1,0 +1,217 @@
+//! From "send this issue" to a ready [`SendJob`]: the issue checked against
+//! the lists it goes to, and the transport, secret, signer, sender and
+//! per-issue lock that the config names. Everything that can refuse a send
+//! refuses here, before a single message is built.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use crate::audience::lists::{self, ListError};
+use crate::audience::token::{Secret, SecretError};
+use crate::clock::Clock;
+use crate::compose::{self, CheckedIssue};
+use crate::config::Config;
+use crate::deliver::dkim::{DkimError, Signer};
+use crate::deliver::engine::SendJob;
+use crate::deliver::ledger::SendKind;
+use crate::deliver::lock::{self, IssueLock, LockError};
+use crate::deliver::message::{MessageError, PreparedIssue, Sender};
+use crate::deliver::transport::{Transport, TransportError};
+use crate::diagnostic::Diagnostics;
+
+/// What the operator asked for.
+#[derive(Debug, Clone, Default)]
+pub struct SendOptions {
+    /// Recipient lists; empty means the configured ones.
+    pub lists: Vec<PathBuf>,
+    /// Test copies to these addresses only.
+    pub to: Vec<String>,
+    /// Transport URL for this run instead of the config's.
+    pub transport: Option<String>,
+    /// Build, sign and count, but send nothing and record nothing.
+    pub dry_run: bool,
+    /// At most this many new recipients in this run.
+    pub limit: Option<u64>,
+    /// Put uncertain recipients back in the queue.
+    pub resend_uncertain: bool,
+}
+
+/// Why a send cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The manifest has errors.
+    #[error("the issue has errors")]
+    Invalid(Diagnostics),
+    /// Lints found errors (the same as `briefing check`).
+    #[error("`briefing check {}` finds errors; nothing was sent", .path.display())]
+    Check {
+        /// The manifest.
+        path: PathBuf,
+        /// Everything the check found.
+        problems: Diagnostics,
+    },
+    /// The transport URL is wrong.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// No unsubscribe secret.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// The DKIM key cannot be used.
+    #[error(transparent)]
+    Dkim(#[from] DkimError),
+    /// The sender in the config is wrong.
+    #[error("config: {0}")]
+    Sender(#[from] MessageError),
+    /// Another run holds the issue's lock.
+    #[error("{source}")]
+    Busy {
+        /// The issue.
+        slug: String,
+        /// Who holds it.
+        source: LockError,
+    },
+    /// The lock folder cannot be used.
+    #[error(transparent)]
+    Lock(LockError),
+    /// A recipient list cannot be read.
+    #[error(transparent)]
+    List(#[from] ListError),
+}
+
+/// A send ready to run: the checked issue, the job, and the lock held
+/// until the plan is dropped.
+pub struct SendPlan {
+    /// The issue as checked for this send.
+    pub checked: CheckedIssue,
+    /// What the engine runs.
+    pub job: SendJob,
+    /// Held for the whole send (none for a dry run).
+    pub lock: Option<IssueLock>,
+    /// Things the operator should know that do not stop the send.
+    pub notes: Vec<String>,
+}
+
+impl SendPlan {
+    /// Set to stop taking new recipients (Ctrl-C).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.job.stop)
+    }
+}
+
+/// Checks the issue against the lists of this send and readies everything
+/// the engine needs.
+pub fn plan(
+    path: &Path,
+    opts: &SendOptions,
+    config: &Config,
+    clock: Arc<dyn Clock>,
+) -> Result<SendPlan, PlanError> {
+    let lists = if opts.lists.is_empty() {
+        config.lists()
+    } else {
+        opts.lists.clone()
+    };
+    // The same checks as `briefing check`, against the lists of this send:
+    // a merge tag none of them can fill would go out blank.
+    let checked = compose::check(path, config, clock.now(), lists::columns(&lists).ok())
+        .map_err(PlanError::Invalid)?;
+    if checked.problems.has_errors() {
+        return Err(PlanError::Check {
+            path: path.to_path_buf(),
+            problems: checked.problems,
+        });
+    }
+    let kind = if opts.to.is_empty() {
+        SendKind::Real
+    } else {
+        SendKind::Test
+    };
+    let transport = if opts.dry_run {
+        Transport::Null
+    } else {
+        let url = opts.transport.as_deref().unwrap_or(&config.transport.url);
+        Transport::from_url(url, config)?
+    };
+    let local = matches!(transport, Transport::Null | Transport::Outbox(_));
+    let secret = Secret::from_config(config, local)?;
+    let signer = Signer::from_config(config)?.map(Arc::new);
+    let mut notes = Vec::new();
+    if secret.development && !opts.dry_run {
+        notes.push(format!(
+            "note: no unsubscribe secret set ({}); using a development secret, fine for the outbox only",
+            config.unsubscribe.secret_env
+        ));
+    }
+    if signer.is_none() && !local {
+        notes.push(
+            "warning: no [dkim] key configured; Gmail and Yahoo junk or refuse unsigned bulk mail"
+                .into(),
+        );
+    }
+    let sender = Sender::from_config(config)?;
+    let slug = &checked.loaded.issue.slug;
+    let lock = if opts.dry_run {
+        None
+    } else {
+        Some(lock_issue(slug, kind, config, clock.as_ref())?)
+    };
+    let job = SendJob {
+        prepared: Arc::new(PreparedIssue::new(
+            &checked.loaded.issue,
+            &checked.rendered,
+            sender,
+        )),
+        kind,
+        lists,
+        to: opts.to.clone(),
+        transport,
+        dry_run: opts.dry_run,
+        limit: opts.limit,
+        resend_uncertain: opts.resend_uncertain,
+        secret,
+        signer,
+        clock,
+        stop: Arc::new(AtomicBool::new(false)),
+    };
+    Ok(SendPlan {
+        checked,
+        job,
+        lock,
+        notes,
+    })
+}
+
+/// Takes the issue's lock, naming this process and host as its holder.
+fn lock_issue(
+    slug: &str,
+    kind: SendKind,
+    config: &Config,
+    clock: &dyn Clock,
+) -> Result<IssueLock, PlanError> {
+    let holder = format!(
+        "pid {} on {} since {}",
+        std::process::id(),
+        host_name(),
+        clock.now()
+    );
+    // Test copies lock apart, so a rehearsal never holds up the real send.
+    let name = match kind {
+        SendKind::Real => slug.to_string(),
+        SendKind::Test => format!("{slug}.test"),
+    };
+    lock::try_lock(&lock::lock_dir(config), &name, &holder).map_err(|e| match e {
+        LockError::Busy { .. } => PlanError::Busy {
+            slug: slug.to_string(),
+            source: e,
+        },
+        e => PlanError::Lock(e),
+    })
+}
+
+/// This machine's name, for lock holders; blank where it cannot be read.
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
