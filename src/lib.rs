@@ -3,25 +3,49 @@
 //! # Architecture: data flows one way
 //!
 //! ```text
-//! issue.toml + *.md ──► validated model ──► rendered issue ──► per-recipient message ──► transport
-//!   (manifest)            (model)             (render)            (message)               (transport)
+//! issue.toml + *.md ─► model::Issue ─► RenderedIssue ─► per-recipient message ─► transport
+//!      compose::manifest       compose::render     deliver::message        deliver::transport
+//!                                                        ▲
+//!                          recipient lists ─► audience ──┘   (ledger: deliver::ledger)
 //! ```
 //!
-//! 1. [`manifest`] reads the issue manifest and the Markdown files it names,
-//!    collecting every problem as a [`diagnostic::Diagnostic`] with file, line
-//!    and column, and validates it into a [`model::Issue`] (with [`markdown`]
-//!    for bodies and [`config`] for publisher settings).
-//! 2. [`model`] is plain data: what an editor wrote, checked. It knows nothing
-//!    of TOML, SMTP or recipients.
-//! 3. [`render`] turns the model into HTML ([`render::html`], maud) and plain
-//!    text ([`render::text`]) once per issue. Per-recipient parts (merge tags,
-//!    the unsubscribe link) stay as slots in a [`render::Template`].
-//! 4. [`message`] builds each recipient's MIME message from the rendered
-//!    issue, encoding the shared parts once and only the slots per recipient.
-//! 5. The transport hands messages to an outbox folder, SMTP or sendmail.
+//! The modules are stages. A module may use the stages above its own in
+//! this table, never one below it; audience and compose know nothing of
+//! each other; and no modules import each other in a cycle
+//! (`tests/layering.rs` checks all three):
 //!
-//! [`lint`] checks a rendered issue before it goes out; [`preview`] writes
-//! previews to disk. Only `main.rs` prints, reads the terminal or exits.
+//! | stage | module | what it owns |
+//! |---|---|---|
+//! | foundation | [`clock`] | the only place that reads the time (`BRIEFING_NOW` fixes it) |
+//! | | [`config`] | `config.toml`: publisher, sender, lists, transport, DKIM, serve, archive |
+//! | | [`diagnostic`] | problems with file, line and column, rendered with a caret |
+//! | | [`model`] | the validated issue as plain data, and what merge tags fill from |
+//! | audience | [`audience::recipient`] | a recipient, its fields, and the address rules |
+//! | | [`audience::lists`] | recipient lists (CSV), streamed row by row |
+//! | | [`audience::token`] | unsubscribe tokens (HMAC) and the secret keyring |
+//! | | [`audience::suppression`] | provider bounce exports and mailto requests, parsed |
+//! | compose | [`compose::manifest`] | `issue.toml` and its Markdown files into a [`model::Issue`] |
+//! | | [`compose::markdown`] | Markdown bodies and merge tags into the model |
+//! | | [`compose::stylesheet`] | the `<style>` block and Gmail's limits on it |
+//! | | [`compose::render`] | HTML (maud) and text, once per issue, with per-recipient slots |
+//! | | [`compose::timefmt`] | event times and dates as readers see them |
+//! | | [`compose::lint`] | what renders but should not go out like this |
+//! | | [`compose::check`] | load + render + lint: what `check`, `send` and the live preview share |
+//! | deliver | [`deliver::plan`] | config + issue into a ready send: lint gate, transport, signer, lock |
+//! | | [`deliver::engine`] | the pool of workers that claim, build, sign, send and record |
+//! | | [`deliver::message`] | each recipient's MIME message from the issue encoded once |
+//! | | [`deliver::dkim`] | DKIM signatures (RSA via aws-lc-rs, Ed25519) |
+//! | | [`deliver::transport`] | outbox folder, SMTP (STARTTLS, implicit TLS), sendmail |
+//! | | [`deliver::ledger`] | SQLite: sends, deliveries, suppressions, tokens; exactly-once |
+//! | | [`deliver::lock`] | one OS file lock per issue |
+//! | | [`deliver::schedule`] | where each issue stands, and what `send --due` sends |
+//! | publishing | [`preview`] | previews on disk, and the live preview ([`preview::watch`]) |
+//! | | [`archive`] | the static web archive and its Atom feed |
+//! | | [`unsubscribe`] | the one-click unsubscribe service and mailto requests |
+//!
+//! The binary (`src/main.rs`, `src/cli/`) is the only place that prints,
+//! reads the terminal or chooses exit codes; the library returns values and
+//! typed errors.
 
 pub mod archive;
 pub mod audience;
