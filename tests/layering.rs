@@ -36,7 +36,11 @@ fn modules() -> BTreeMap<String, PathBuf> {
         }
     }
     let mut out = BTreeMap::new();
-    walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), "", &mut out);
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        "",
+        &mut out,
+    );
     // The binary is not part of the library's graph.
     out.retain(|m, _| !(m == "main" || m == "lib" || m == "cli" || m.starts_with("cli::")));
     out
@@ -138,7 +142,11 @@ fn no_module_imports_a_later_stage_or_its_sibling() {
             }
         }
     }
-    assert!(wrong.is_empty(), "imports against the flow:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "imports against the flow:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]

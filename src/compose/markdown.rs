@@ -55,39 +55,63 @@ pub fn parse_inline(source: &str) -> (Vec<Inline>, Vec<Problem>) {
     (out, problems)
 }
 
+/// Why a link target cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// `mailto:` without an address.
+    #[error("`{0}` has no address, expected mailto:name@domain")]
+    NoAddress(String),
+    /// Neither a web nor a mail link.
+    #[error("`{0}` is not a web or mail link, expected https://…, http://… or mailto:…")]
+    Scheme(String),
+    /// No host after the scheme.
+    #[error("`{0}` has no host, expected https://host/…")]
+    NoHost(String),
+    /// Unencoded white space.
+    #[error("`{0}` contains spaces, expected them as %20")]
+    Spaces(String),
+    /// The URL parser refuses it.
+    #[error("`{url}` is not a valid URL ({reason})")]
+    Invalid {
+        /// The target as written.
+        url: String,
+        /// The parser's complaint.
+        reason: String,
+    },
+}
+
 /// Checks a link target: absolute http(s) or mailto.
-pub fn check_url(url: &str) -> Result<(), String> {
+pub fn check_url(url: &str) -> Result<(), UrlError> {
     let lower = url.to_ascii_lowercase();
     if let Some(rest) = lower.strip_prefix("mailto:") {
         if rest.contains('@') {
             return Ok(());
         }
-        return Err(format!(
-            "`{url}` has no address, expected mailto:name@domain"
-        ));
+        return Err(UrlError::NoAddress(url.into()));
     }
     if !(lower.starts_with("https://") || lower.starts_with("http://")) {
-        return Err(format!(
-            "`{url}` is not a web or mail link, expected https://…, http://… or mailto:…"
-        ));
+        return Err(UrlError::Scheme(url.into()));
     }
     // The url crate reads `https:///x` as host `x`; editors mean a typo.
     if lower
         .split_once("://")
         .is_some_and(|(_, rest)| rest.starts_with('/'))
     {
-        return Err(format!("`{url}` has no host, expected https://host/…"));
+        return Err(UrlError::NoHost(url.into()));
     }
     match url::Url::parse(url) {
         Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => {
             if url.chars().any(char::is_whitespace) {
-                Err(format!("`{url}` contains spaces, expected them as %20"))
+                Err(UrlError::Spaces(url.into()))
             } else {
                 Ok(())
             }
         }
-        Ok(_) => Err(format!("`{url}` has no host, expected https://host/…")),
-        Err(e) => Err(format!("`{url}` is not a valid URL ({e})")),
+        Ok(_) => Err(UrlError::NoHost(url.into())),
+        Err(e) => Err(UrlError::Invalid {
+            url: url.into(),
+            reason: e.to_string(),
+        }),
     }
 }
 
@@ -197,7 +221,7 @@ impl Builder {
                 Err(msg) => self.problems.push(Problem {
                     severity: Severity::Error,
                     span: start + offset + open..start + offset + open + close_rel + 2,
-                    message: msg,
+                    message: msg.to_string(),
                 }),
             }
             let consumed = open + close_rel + 2;
@@ -290,7 +314,7 @@ impl Builder {
                         self.problems.push(Problem {
                             severity: Severity::Error,
                             span: range.clone(),
-                            message,
+                            message: message.to_string(),
                         });
                     }
                     self.open(Frame::Link(url));
@@ -308,7 +332,7 @@ impl Builder {
                         self.problems.push(Problem {
                             severity: Severity::Error,
                             span: range.clone(),
-                            message,
+                            message: message.to_string(),
                         });
                     }
                     self.open(Frame::Image(url));
@@ -364,9 +388,16 @@ fn heading_level(l: HeadingLevel) -> u8 {
     }
 }
 
+/// A merge tag that is neither `{{ field }}` nor `{{ field | default: "text" }}`;
+/// holds what stood between the braces.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "malformed merge tag `{{{{{0}}}}}`, expected {{{{ field }}}} or {{{{ field | default: \"text\" }}}}"
+)]
+pub struct TagError(pub String);
+
 /// Parses the inside of `{{ … }}`.
-pub fn parse_tag(inner: &str) -> Result<Field, String> {
-    const EXPECTED: &str = "expected {{ field }} or {{ field | default: \"text\" }}";
+pub fn parse_tag(inner: &str) -> Result<Field, TagError> {
     let (name, rest) = match inner.split_once('|') {
         Some((n, r)) => (n.trim(), Some(r.trim())),
         None => (inner.trim(), None),
@@ -376,7 +407,7 @@ pub fn parse_tag(inner: &str) -> Result<Field, String> {
             .chars()
             .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
     {
-        return Err(format!("malformed merge tag `{{{{{inner}}}}}`, {EXPECTED}"));
+        return Err(TagError(inner.to_string()));
     }
     let fallback = match rest {
         None => None,
@@ -392,7 +423,7 @@ pub fn parse_tag(inner: &str) -> Result<Field, String> {
             match value {
                 Some(v) => Some(v.to_string()),
                 None => {
-                    return Err(format!("malformed merge tag `{{{{{inner}}}}}`, {EXPECTED}"));
+                    return Err(TagError(inner.to_string()));
                 }
             }
         }

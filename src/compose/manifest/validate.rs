@@ -192,7 +192,7 @@ impl V<'_> {
         match markdown::check_url(&value) {
             Ok(()) => Some(value),
             Err(msg) => {
-                self.err(field, span, msg);
+                self.err(field, span, msg.to_string());
                 None
             }
         }
