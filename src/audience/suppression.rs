@@ -166,9 +166,11 @@ pub fn read_csv(path: &Path, source: &str, now: Timestamp) -> Result<CsvImport, 
             found: headers,
         });
     };
-    let reason_col = find_column(&headers, &REASON_COLUMNS);
-    let time_col = find_column(&headers, &TIME_COLUMNS);
-
+    let cols = Columns {
+        email: email_col,
+        reason: find_column(&headers, &REASON_COLUMNS),
+        time: find_column(&headers, &TIME_COLUMNS),
+    };
     let mut out = CsvImport::default();
     for record in reader.records() {
         let record = match record {
@@ -182,49 +184,62 @@ pub fn read_csv(path: &Path, source: &str, now: Timestamp) -> Result<CsvImport, 
             }
         };
         let line = record.position().map_or(0, csv::Position::line);
-        if record.iter().all(|f| f.trim().is_empty()) {
-            continue;
+        match read_row(&record, &cols, source, now) {
+            CsvRow::Blank => {}
+            CsvRow::Soft => out.soft.push(line),
+            CsvRow::Bad(message) => out.bad.push(BadRow { line, message }),
+            CsvRow::Suppress(row) => out.rows.push(row),
         }
-        let field = |i: Option<usize>| i.and_then(|i| record.get(i)).unwrap_or("").trim();
-        let email = field(Some(email_col));
-        if let Err(e) = crate::audience::recipient::check_address(email) {
-            out.bad.push(BadRow {
-                line,
-                message: e.to_string(),
-            });
-            continue;
-        }
-        let reason = match classify_reason(field(reason_col)) {
-            Classified::Suppress(r) => r,
-            Classified::Soft => {
-                out.soft.push(line);
-                continue;
-            }
-        };
-        let created_at = match field(time_col) {
-            "" => now,
-            t => match parse_time(t) {
-                Some(t) => t,
-                None => {
-                    out.bad.push(BadRow {
-                        line,
-                        message: format!(
-                            "timestamp `{t}` is not a time, expected RFC 3339 (2025-01-17T05:00:00Z), \
-                             `2025-01-17 05:00:00` (UTC) or Unix seconds"
-                        ),
-                    });
-                    continue;
-                }
-            },
-        };
-        out.rows.push(NewSuppression {
-            email: email.to_string(),
-            reason: reason.to_string(),
-            source: source.to_string(),
-            created_at,
-        });
     }
     Ok(out)
+}
+
+/// Where the columns of an export are.
+struct Columns {
+    email: usize,
+    reason: Option<usize>,
+    time: Option<usize>,
+}
+
+/// What one row of an export says.
+enum CsvRow {
+    Blank,
+    Soft,
+    Bad(String),
+    Suppress(NewSuppression),
+}
+
+fn read_row(record: &csv::StringRecord, cols: &Columns, source: &str, now: Timestamp) -> CsvRow {
+    if record.iter().all(|f| f.trim().is_empty()) {
+        return CsvRow::Blank;
+    }
+    let field = |i: Option<usize>| i.and_then(|i| record.get(i)).unwrap_or("").trim();
+    let email = field(Some(cols.email));
+    if let Err(e) = crate::audience::recipient::check_address(email) {
+        return CsvRow::Bad(e.to_string());
+    }
+    let reason = match classify_reason(field(cols.reason)) {
+        Classified::Suppress(r) => r,
+        Classified::Soft => return CsvRow::Soft,
+    };
+    let created_at = match field(cols.time) {
+        "" => now,
+        t => match parse_time(t) {
+            Some(t) => t,
+            None => {
+                return CsvRow::Bad(format!(
+                    "timestamp `{t}` is not a time, expected RFC 3339 (2025-01-17T05:00:00Z), \
+                     `2025-01-17 05:00:00` (UTC) or Unix seconds"
+                ));
+            }
+        },
+    };
+    CsvRow::Suppress(NewSuppression {
+        email: email.to_string(),
+        reason: reason.to_string(),
+        source: source.to_string(),
+        created_at,
+    })
 }
 
 fn csv_message(e: &csv::Error) -> String {

@@ -241,80 +241,31 @@ fn read_issue(t: &Table<'_, '_>, out: &mut Diagnostics) -> RawIssue {
         ..RawIssue::default()
     };
     if let Some(sections) = t.table("sections", out) {
-        raw.order = sections.string_array("order", out);
-        if let Some(labels) = sections.table("labels", out) {
-            for key in labels.keys() {
-                if let Some(v) = labels.string(&key.value, out) {
-                    raw.labels.push((key, v));
-                }
-            }
-            labels.finish(out);
-        }
+        read_section_order(&sections, &mut raw, out);
         sections.finish(out);
     }
-    if let Some(ed) = t.table("editorial", out) {
+    raw.editorial = t.table("editorial", out).map(|ed| {
         let v = RawEditorial {
             author: ed.string("author", out),
             signature: ed.string("signature", out),
             body: ed.body(out),
         };
         ed.finish(out);
-        raw.editorial = Some((ed.span.clone(), v));
-    }
+        (ed.span.clone(), v)
+    });
     raw.articles = t.tables("articles", out).map(|(span, list)| {
-        let items = list
-            .into_iter()
-            .map(|a| {
-                let v = RawArticle {
-                    span: a.span.clone(),
-                    kicker: a.string("kicker", out),
-                    title: a.string("title", out),
-                    teaser: a.string("teaser", out),
-                    author: a.string("author", out),
-                    body: a.body(out),
-                };
-                a.finish(out);
-                v
-            })
-            .collect();
+        let items = list.into_iter().map(|a| read_article(&a, out)).collect();
         (span, items)
     });
     raw.events = t.tables("events", out).map(|(span, list)| {
-        let items = list
-            .into_iter()
-            .map(|e| {
-                let v = RawEvent {
-                    span: e.span.clone(),
-                    start: e.when("start", out),
-                    zone: e.string("zone", out),
-                    organizer: e.string("organizer", out),
-                    kind: e.string("kind", out),
-                    title: e.string("title", out),
-                    url: e.string("url", out),
-                };
-                e.finish(out);
-                v
-            })
-            .collect();
+        let items = list.into_iter().map(|e| read_event(&e, out)).collect();
         (span, items)
     });
     raw.news = t.tables("news", out).map(|(span, list)| {
-        let items = list
-            .into_iter()
-            .map(|n| {
-                let v = RawNews {
-                    span: n.span.clone(),
-                    title: n.string("title", out),
-                    source: n.string("source", out),
-                    body: n.body(out),
-                };
-                n.finish(out);
-                v
-            })
-            .collect();
+        let items = list.into_iter().map(|n| read_news(&n, out)).collect();
         (span, items)
     });
-    if let Some(c) = t.table("column", out) {
+    raw.column = t.table("column", out).map(|c| {
         let v = RawColumn {
             kicker: c.string("kicker", out),
             title: c.string("title", out),
@@ -322,50 +273,104 @@ fn read_issue(t: &Table<'_, '_>, out: &mut Diagnostics) -> RawIssue {
             body: c.body(out),
         };
         c.finish(out);
-        raw.column = Some((c.span.clone(), v));
-    }
-    if let Some(h) = t.table("heads", out) {
-        let mut v = RawHeads {
-            call_to_action: h.string("call_to_action", out),
-            people: Vec::new(),
-        };
-        if let Some((_, people)) = h.tables("people", out) {
-            for p in people {
-                v.people.push(RawPerson {
-                    span: p.span.clone(),
-                    name: p.string("name", out),
-                    role: p.string("role", out),
-                    organisation: p.string("organisation", out),
-                    body: p.body(out),
-                });
-                p.finish(out);
+        (c.span.clone(), v)
+    });
+    raw.heads = t.table("heads", out).map(|h| read_heads(&h, out));
+    raw.closing = t.table("closing", out).map(|c| read_closing(&c, out));
+    raw
+}
+
+fn read_section_order(sections: &Table<'_, '_>, raw: &mut RawIssue, out: &mut Diagnostics) {
+    raw.order = sections.string_array("order", out);
+    if let Some(labels) = sections.table("labels", out) {
+        for key in labels.keys() {
+            if let Some(v) = labels.string(&key.value, out) {
+                raw.labels.push((key, v));
             }
         }
-        h.finish(out);
-        raw.heads = Some((h.span.clone(), v));
+        labels.finish(out);
     }
-    if let Some(c) = t.table("closing", out) {
-        let mut v = RawClosing {
-            title: c.string("title", out),
-            body: c.body(out),
-            image: None,
-        };
-        if let Some(img) = c.table("image", out) {
-            v.image = Some((
-                img.span.clone(),
-                RawImage {
-                    url: img.string("url", out),
-                    alt: img.string("alt", out),
-                    width: img.integer("width", out),
-                    height: img.integer("height", out),
-                },
-            ));
-            img.finish(out);
+}
+
+fn read_article(a: &Table<'_, '_>, out: &mut Diagnostics) -> RawArticle {
+    let v = RawArticle {
+        span: a.span.clone(),
+        kicker: a.string("kicker", out),
+        title: a.string("title", out),
+        teaser: a.string("teaser", out),
+        author: a.string("author", out),
+        body: a.body(out),
+    };
+    a.finish(out);
+    v
+}
+
+fn read_event(e: &Table<'_, '_>, out: &mut Diagnostics) -> RawEvent {
+    let v = RawEvent {
+        span: e.span.clone(),
+        start: e.when("start", out),
+        zone: e.string("zone", out),
+        organizer: e.string("organizer", out),
+        kind: e.string("kind", out),
+        title: e.string("title", out),
+        url: e.string("url", out),
+    };
+    e.finish(out);
+    v
+}
+
+fn read_news(n: &Table<'_, '_>, out: &mut Diagnostics) -> RawNews {
+    let v = RawNews {
+        span: n.span.clone(),
+        title: n.string("title", out),
+        source: n.string("source", out),
+        body: n.body(out),
+    };
+    n.finish(out);
+    v
+}
+
+fn read_heads(h: &Table<'_, '_>, out: &mut Diagnostics) -> (Range<usize>, RawHeads) {
+    let mut v = RawHeads {
+        call_to_action: h.string("call_to_action", out),
+        people: Vec::new(),
+    };
+    if let Some((_, people)) = h.tables("people", out) {
+        for p in people {
+            v.people.push(RawPerson {
+                span: p.span.clone(),
+                name: p.string("name", out),
+                role: p.string("role", out),
+                organisation: p.string("organisation", out),
+                body: p.body(out),
+            });
+            p.finish(out);
         }
-        c.finish(out);
-        raw.closing = Some((c.span.clone(), v));
     }
-    raw
+    h.finish(out);
+    (h.span.clone(), v)
+}
+
+fn read_closing(c: &Table<'_, '_>, out: &mut Diagnostics) -> (Range<usize>, RawClosing) {
+    let mut v = RawClosing {
+        title: c.string("title", out),
+        body: c.body(out),
+        image: None,
+    };
+    if let Some(img) = c.table("image", out) {
+        v.image = Some((
+            img.span.clone(),
+            RawImage {
+                url: img.string("url", out),
+                alt: img.string("alt", out),
+                width: img.integer("width", out),
+                height: img.integer("height", out),
+            },
+        ));
+        img.finish(out);
+    }
+    c.finish(out);
+    (c.span.clone(), v)
 }
 
 /// A table being read: remembers which keys were asked for, so the rest
