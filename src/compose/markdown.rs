@@ -297,6 +297,19 @@ impl Builder {
         top.blocks.push(block);
     }
 
+    /// A link target, trimmed; an error at `range` if it cannot be used.
+    fn checked_url(&mut self, dest: &str, range: &Range<usize>) -> String {
+        let url = dest.trim().to_string();
+        if let Err(e) = check_url(&url) {
+            self.problems.push(Problem {
+                severity: Severity::Error,
+                span: range.clone(),
+                message: e.to_string(),
+            });
+        }
+        url
+    }
+
     fn event(&mut self, event: Event<'_>, range: Range<usize>) {
         match event {
             Event::Start(tag) => match tag {
@@ -309,14 +322,7 @@ impl Builder {
                 Tag::Emphasis => self.open(Frame::Emphasis),
                 Tag::Strong => self.open(Frame::Strong),
                 Tag::Link { dest_url, .. } => {
-                    let url = dest_url.trim().to_string();
-                    if let Err(message) = check_url(&url) {
-                        self.problems.push(Problem {
-                            severity: Severity::Error,
-                            span: range.clone(),
-                            message: message.to_string(),
-                        });
-                    }
+                    let url = self.checked_url(&dest_url, &range);
                     self.open(Frame::Link(url));
                 }
                 Tag::Image { dest_url, .. } => {
@@ -327,14 +333,7 @@ impl Builder {
                                   [closing.image] instead"
                             .into(),
                     });
-                    let url = dest_url.trim().to_string();
-                    if let Err(message) = check_url(&url) {
-                        self.problems.push(Problem {
-                            severity: Severity::Error,
-                            span: range.clone(),
-                            message: message.to_string(),
-                        });
-                    }
+                    let url = self.checked_url(&dest_url, &range);
                     self.open(Frame::Image(url));
                 }
                 Tag::HtmlBlock => self.open(Frame::Paragraph),
