@@ -3,7 +3,7 @@
 //! (tests/support/smtp_server.py, aiosmtpd).
 //!
 //! Every test builds its own world in a temporary folder: `issues/<slug>/`
-//! copied from the repository's sample issue with `send_at`, `time_zone`,
+//! copied from the fixture issue `tests/fixtures/send/2025-01-17` with `send_at`, `time_zone`,
 //! `date` and `subject` edited, a recipient list, and a `config.toml` (the
 //! repository's, with `[send]` paths pointing into the folder and the test's
 //! transport). The binary runs with that folder as its working directory and
@@ -92,7 +92,7 @@ impl World {
         emails
     }
 
-    /// Adds `issues/<slug>/`, a copy of the sample issue with this subject
+    /// Adds `issues/<slug>/`, a copy of the fixture issue with this subject
     /// and `send_at`/`time_zone` lines (both removed when `None`); `send_at`
     /// is TOML as written in a manifest (`2026-01-15T06:00:00` or
     /// `2026-01-15T05:00:00Z`). Returns the manifest path relative to the
@@ -105,7 +105,7 @@ impl World {
         zone: Option<&str>,
     ) -> String {
         let folder = self.path().join("issues").join(slug);
-        copy_dir(&repo().join("issues/2025-01-17"), &folder);
+        copy_dir(&repo().join("tests/fixtures/send/2025-01-17"), &folder);
         let manifest = folder.join("issue.toml");
         let text = fs::read_to_string(&manifest).unwrap();
         let date = send_at.map_or("2026-01-15", |s| &s[..10]);
@@ -134,7 +134,7 @@ impl World {
             assert_eq!(
                 seen.get(k),
                 Some(&1),
-                "the sample issue changed shape: expected one top-level `{k}`"
+                "the fixture issue changed shape: expected one top-level `{k}`"
             );
         }
         fs::write(&manifest, out).unwrap();

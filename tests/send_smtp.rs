@@ -4,7 +4,7 @@
 //!
 //! Every test writes its own config, recipient list, suppression list and
 //! ledger into a temporary folder and runs the binary with the repository
-//! root as its working directory, so `issues/2025-01-17/issue.toml` resolves.
+//! root as its working directory, so `tests/fixtures/send/2025-01-17/issue.toml` resolves.
 //! The binary is a separate process: messages are read after it exits, or
 //! by polling the server's maildir while it runs.
 //!
@@ -26,8 +26,8 @@ use mail_parser::MimeHeaders;
 use support::cli::{Out, copy_dir, count_of, email, repo, run, toml_path};
 use support::{ServerOptions, SmtpServer, per_rcpt, stored_count};
 
-/// The sample issue, relative to the repository root.
-const ISSUE: &str = "issues/2025-01-17/issue.toml";
+/// The fixture issue these tests send, relative to the repository root.
+const ISSUE: &str = "tests/fixtures/send/2025-01-17/issue.toml";
 /// Its slug (the folder name).
 const SLUG: &str = "2025-01-17";
 /// A fixed "now" before the issue's events, so `check` passes.
@@ -359,7 +359,7 @@ fn dkim_verify(messages: &[Vec<u8>]) -> (bool, Vec<String>) {
     )
 }
 
-/// The decoded subject of the sample issue.
+/// The decoded subject of the fixture issue.
 fn issue_subject() -> String {
     let text = fs::read_to_string(repo().join(ISSUE)).unwrap();
     let line = text

@@ -23,7 +23,7 @@ use briefing::audience::token::Secret;
 use support::cli::{OutboxConfig, content_type, copy_dir, outbox_config, repo, run};
 use support::{ServerOptions, SmtpServer};
 
-const ISSUE: &str = "issues/2025-01-17/issue.toml";
+const ISSUE: &str = "tests/fixtures/send/2025-01-17/issue.toml";
 const SLUG: &str = "2025-01-17";
 const NOW: &str = "2025-01-16T12:00:00Z";
 const SECRET: &str = "test-secret";

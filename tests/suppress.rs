@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use support::cli::{Out, outbox_config, repo, run};
 
-const ISSUE: &str = "issues/2025-01-17/issue.toml";
+const ISSUE: &str = "tests/fixtures/send/2025-01-17/issue.toml";
 const SLUG: &str = "2025-01-17";
 const NOW: &str = "2025-01-16T12:00:00Z";
 const SECRET: &str = "test-secret";
