@@ -53,6 +53,9 @@ pub struct Config {
     /// Where this config came from (a path, or `<embedded config.toml>`).
     #[serde(skip)]
     pub source: String,
+    /// The config's text, so later stages can point at a key's line.
+    #[serde(skip)]
+    pub file: Option<Arc<SourceFile>>,
 }
 
 /// Publisher identity, shown in every issue.
@@ -396,8 +399,11 @@ impl Config {
         })?;
         config.base_dir = base_dir.to_path_buf();
         config.source = path.to_string();
+        config.file = Some(Arc::clone(&file));
         let mut problems = Diagnostics::new();
         config.check_values(&file, &mut problems);
+        config.check_ranges(&mut problems);
+        config.check_header_values(&mut problems);
         if problems.has_errors() {
             return Err(problems);
         }
@@ -460,6 +466,16 @@ impl Config {
             .from_name
             .as_deref()
             .unwrap_or(&self.newsletter.name)
+    }
+
+    /// A problem with the value of `key` (dotted, e.g. `transport.url`),
+    /// pointing at its line in this config.
+    pub fn problem(&self, key: &str, d: Diagnostic) -> Diagnostic {
+        let d = d.field(key);
+        match &self.file {
+            Some(file) => d.at(file, key_span(&file.text, key)),
+            None => d,
+        }
     }
 
     fn check_values(&self, file: &Arc<SourceFile>, out: &mut Diagnostics) {
@@ -529,12 +545,99 @@ impl Config {
         for key in self.sections.labels.keys() {
             check_section_key(key, "sections.labels", file, out);
         }
-        if self.transport.pool_size == 0 {
-            out.push(
-                Diagnostic::error("pool_size is 0, expected at least 1 connection")
-                    .field("transport.pool_size")
-                    .at(file, at("pool_size")),
-            );
+    }
+}
+
+/// The documented range of every number in the config (README,
+/// "Configuration"): outside it a value is a typo, not a wish, and some
+/// (a rate of `1e-300`) would overflow a duration.
+const RANGES: &[(&str, f64, f64)] = &[
+    ("transport.pool_size", 1.0, 64.0),
+    ("transport.messages_per_connection", 1.0, 1_000_000.0),
+    ("transport.rate_per_second", 0.0, 100_000.0),
+    ("transport.rate_per_hour", 0.0, 1_000_000_000.0),
+    ("transport.timeout_seconds", 1.0, 3_600.0),
+    ("transport.max_attempts", 1.0, 100.0),
+    ("transport.backoff_ms", 0.0, 3_600_000.0),
+    ("send.late_after_minutes", 0.0, 525_600.0),
+    ("check.max_html_bytes", 1_024.0, 10_485_760.0),
+    ("check.max_subject_chars", 10.0, 998.0),
+    ("serve.max_body_bytes", 64.0, 1_048_576.0),
+    ("archive.per_page", 1.0, 10_000.0),
+];
+
+/// Rates below this many messages per second mean a gap of over a day
+/// between messages: surely a typo, and not a duration we can sleep for.
+const MIN_RATE_PER_SECOND: f64 = 1e-5;
+
+impl Config {
+    /// A number the config holds, by its key in [`RANGES`].
+    fn number(&self, key: &str) -> Option<f64> {
+        let t = &self.transport;
+        Some(match key {
+            "transport.pool_size" => t.pool_size as f64,
+            "transport.messages_per_connection" => t.messages_per_connection as f64,
+            "transport.rate_per_second" => t.rate_per_second,
+            "transport.rate_per_hour" => t.rate_per_hour as f64,
+            "transport.timeout_seconds" => t.timeout_seconds as f64,
+            "transport.max_attempts" => f64::from(t.max_attempts),
+            "transport.backoff_ms" => t.backoff_ms as f64,
+            "send.late_after_minutes" => self.send.late_after_minutes as f64,
+            "check.max_html_bytes" => self.check.max_html_bytes as f64,
+            "check.max_subject_chars" => self.check.max_subject_chars as f64,
+            "serve.max_body_bytes" => self.serve.max_body_bytes as f64,
+            "archive.per_page" => self.archive.per_page as f64,
+            _ => return None,
+        })
+    }
+
+    fn check_ranges(&self, out: &mut Diagnostics) {
+        for &(key, min, max) in RANGES {
+            let Some(v) = self.number(key) else { continue };
+            let rate_too_small =
+                key == "transport.rate_per_second" && v > 0.0 && v < MIN_RATE_PER_SECOND;
+            if v.is_finite() && (min..=max).contains(&v) && !rate_too_small {
+                continue;
+            }
+            let expected = if key == "transport.rate_per_second" {
+                format!("0 (no limit) or a number from {MIN_RATE_PER_SECOND} to {max}")
+            } else {
+                format!("a number from {min} to {max}")
+            };
+            out.push(self.problem(
+                key,
+                Diagnostic::error(format!("{v} is out of range, expected {expected}")),
+            ));
+        }
+    }
+
+    /// Values that go into message headers must stay on one line: a line
+    /// break there would add a header of its own.
+    fn check_header_values(&self, out: &mut Diagnostics) {
+        let s = &self.sender;
+        let values = [
+            ("newsletter.name", Some(&self.newsletter.name)),
+            ("sender.from_address", Some(&s.from_address)),
+            ("sender.from_name", s.from_name.as_ref()),
+            ("sender.reply_to", s.reply_to.as_ref()),
+            ("sender.envelope_from", s.envelope_from.as_ref()),
+            ("sender.list_id", Some(&s.list_id)),
+            ("sender.feedback_id", s.feedback_id.as_ref()),
+            ("unsubscribe.base_url", Some(&self.unsubscribe.base_url)),
+            ("unsubscribe.mailto", self.unsubscribe.mailto.as_ref()),
+        ];
+        for (key, value) in values {
+            if let Some(v) = value
+                && let Some(c) = v.chars().find(|c| c.is_control())
+            {
+                out.push(self.problem(
+                    key,
+                    Diagnostic::error(format!(
+                        "contains the control character U+{:04X}, expected one line of text (it goes into a message header)",
+                        u32::from(c)
+                    )),
+                ));
+            }
         }
     }
 }
@@ -555,6 +658,25 @@ fn check_section_key(key: &str, field: &str, file: &Arc<SourceFile>, out: &mut D
     }
 }
 
+/// Byte range of a dotted key's value (`transport.url`), read from the
+/// TOML tree itself; `None` when the key is not written (a default).
+pub fn key_span(text: &str, dotted: &str) -> Option<std::ops::Range<usize>> {
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let mut table = root.get_ref();
+    let mut parts = dotted.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let value = table.get(part)?;
+        if parts.peek().is_none() {
+            return Some(value.span());
+        }
+        match value.get_ref() {
+            toml::de::DeValue::Table(t) => table = t,
+            _ => return None,
+        }
+    }
+    None
+}
+
 /// Byte range of the first occurrence of `needle` in `text` (a best effort
 /// for values serde does not give spans for).
 fn span_of_key(text: &str, needle: &str) -> Option<std::ops::Range<usize>> {
@@ -562,10 +684,16 @@ fn span_of_key(text: &str, needle: &str) -> Option<std::ops::Range<usize>> {
 }
 
 /// Turns a toml/serde error into a diagnostic with the span it carries and,
-/// for unknown keys, a suggestion.
+/// for unknown keys, a suggestion; a wrong type names the key it is for.
 pub fn toml_error(file: &Arc<SourceFile>, e: &toml::de::Error) -> Diagnostic {
     let msg = e.message().trim().to_string();
     let mut d = Diagnostic::error(msg.clone()).at(file, e.span());
+    if (msg.starts_with("invalid type") || msg.starts_with("invalid value"))
+        && let Some(key) = e.span().and_then(|s| key_before(&file.text, s.start))
+    {
+        d.message = format!("{key}: {msg}");
+        d = d.field(key);
+    }
     if let Some(rest) = msg.strip_prefix("unknown field `")
         && let Some((unknown, expected)) = rest.split_once("`, expected ")
     {
@@ -581,6 +709,14 @@ pub fn toml_error(file: &Arc<SourceFile>, e: &toml::de::Error) -> Diagnostic {
         }
     }
     d
+}
+
+/// The key of a `key = value` line whose value starts at `offset`.
+fn key_before(text: &str, offset: usize) -> Option<String> {
+    let line_start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    let (key, _) = text.get(line_start..offset)?.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    (!key.is_empty() && !key.contains(['[', '{', ','])).then(|| key.to_string())
 }
 
 #[cfg(test)]
@@ -604,6 +740,80 @@ mod tests {
             d.message
         );
         assert_eq!(d.help.as_deref(), Some("did you mean `rate_per_hour`?"));
+        assert!(d.position().is_some());
+    }
+
+    /// The embedded config with `key = value` set in `[section]`.
+    fn with(section: &str, line: &str) -> String {
+        let key = line.split(' ').next().unwrap();
+        match EMBEDDED
+            .lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+        {
+            Some(old) => EMBEDDED.replacen(old, line, 1),
+            None => EMBEDDED.replace(&format!("[{section}]"), &format!("[{section}]\n{line}")),
+        }
+    }
+
+    fn problems_with(section: &str, line: &str) -> Vec<String> {
+        let text = with(section, line);
+        match Config::parse(&text, "config.toml", Path::new(".")) {
+            Ok(_) => Vec::new(),
+            Err(d) => d
+                .iter()
+                .map(|d| {
+                    let l = d.position().map_or(0, |(_, l, _)| l);
+                    format!("{}:{l}: {}", d.field.clone().unwrap_or_default(), d.message)
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_errors_at_their_line() {
+        let line_of = |section: &str, line: &str| {
+            with(section, line).lines().position(|l| l == line).unwrap() + 1
+        };
+        for (section, line) in [
+            ("transport", "rate_per_second = 1e-300"),
+            ("transport", "rate_per_second = -1.0"),
+            ("transport", "rate_per_second = nan"),
+            ("transport", "rate_per_second = inf"),
+            ("transport", "pool_size = 0"),
+            ("transport", "max_attempts = 0"),
+            ("transport", "timeout_seconds = 0"),
+        ] {
+            let got = problems_with(section, line);
+            let key = line.split(' ').next().unwrap();
+            let want = format!("{section}.{key}:{}: ", line_of(section, line));
+            assert!(
+                got.len() == 1 && got[0].starts_with(&want) && got[0].contains("out of range"),
+                "{line}: {got:?}"
+            );
+        }
+        assert!(problems_with("transport", "rate_per_second = 0.5").is_empty());
+    }
+
+    #[test]
+    fn a_wrong_type_names_its_key() {
+        let got = problems_with("transport", "pool_size = \"four\"");
+        assert!(
+            got[0].starts_with("pool_size:") && got[0].contains("pool_size: invalid type"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn header_values_must_be_one_line() {
+        let text = EMBEDDED.replacen(
+            "list_id = \"",
+            "list_id = \"evil\\r\\nBcc: x@example.org ",
+            1,
+        );
+        let err = Config::parse(&text, "config.toml", Path::new(".")).unwrap_err();
+        let d = err.iter().next().unwrap();
+        assert_eq!(d.field.as_deref(), Some("sender.list_id"));
+        assert!(d.message.contains("U+000D"), "{}", d.message);
         assert!(d.position().is_some());
     }
 }
