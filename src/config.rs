@@ -422,14 +422,15 @@ impl Config {
         };
         match chosen {
             Some(p) => {
-                let text = std::fs::read_to_string(&p).map_err(|e| {
-                    let mut d = Diagnostics::new();
-                    d.push(
-                        Diagnostic::error(format!("cannot read config: {e}"))
-                            .at(&SourceFile::new(&p, ""), None),
-                    );
-                    d
-                })?;
+                let text =
+                    crate::input::read_text(&p, crate::input::CONFIG_LIMIT).map_err(|e| {
+                        let mut d = Diagnostics::new();
+                        d.push(
+                            Diagnostic::error(format!("cannot read config: {e}"))
+                                .at(&SourceFile::new(&p, ""), None),
+                        );
+                        d
+                    })?;
                 let base = p
                     .parent()
                     .map(Path::to_path_buf)

@@ -25,6 +25,9 @@ pub struct SourceFile {
     pub path: PathBuf,
     /// The file's whole text.
     pub text: String,
+    /// Byte offset of each line's start, built on first use: thousands of
+    /// problems in a large file must not each rescan it.
+    line_starts: std::sync::OnceLock<Vec<usize>>,
 }
 
 impl SourceFile {
@@ -33,26 +36,36 @@ impl SourceFile {
         Arc::new(Self {
             path: path.into(),
             text: text.into(),
+            line_starts: std::sync::OnceLock::new(),
+        })
+    }
+
+    fn line_starts(&self) -> &[usize] {
+        self.line_starts.get_or_init(|| {
+            std::iter::once(0)
+                .chain(memchr::memchr_iter(b'\n', self.text.as_bytes()).map(|i| i + 1))
+                .collect()
         })
     }
 
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = floor_char_boundary(&self.text, offset.min(self.text.len()));
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let starts = self.line_starts();
+        let index = starts.partition_point(|&s| s <= offset).saturating_sub(1);
+        let line_start = starts.get(index).copied().unwrap_or(0);
         let col = self.text[line_start..offset].chars().count() + 1;
-        (line, col)
+        (index + 1, col)
     }
 
     /// The text of a 1-based line, without its line ending.
     pub fn line_text(&self, line: usize) -> &str {
-        self.text
-            .lines()
-            .nth(line.saturating_sub(1))
-            .unwrap_or("")
-            .trim_end_matches('\r')
+        let starts = self.line_starts();
+        let Some(&start) = starts.get(line.saturating_sub(1)) else {
+            return "";
+        };
+        let end = starts.get(line).map_or(self.text.len(), |&e| e);
+        self.text[start..end].trim_end_matches(['\n', '\r'])
     }
 }
 

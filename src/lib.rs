@@ -19,6 +19,7 @@
 //! | foundation | [`clock`] | the only place that reads the time (`BRIEFING_NOW` fixes it) |
 //! | | [`config`] | `config.toml`: publisher, sender, lists, transport, DKIM, serve, archive |
 //! | | [`diagnostic`] | problems with file, line and column, rendered with a caret |
+//! | | [`input`] | reading files: regular files only, size limits, folder boundaries |
 //! | | [`model`] | the validated issue as plain data, and what merge tags fill from |
 //! | audience | [`audience::recipient`] | a recipient, its fields, and the address rules |
 //! | | [`audience::lists`] | recipient lists (CSV), streamed row by row |
@@ -54,6 +55,7 @@ pub mod compose;
 pub mod config;
 pub mod deliver;
 pub mod diagnostic;
+pub mod input;
 pub mod model;
 pub mod preview;
 pub mod unsubscribe;

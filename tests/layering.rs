@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// they are the same module (foundation modules may use each other).
 fn stage(top: &str) -> Option<u8> {
     match top {
-        "clock" | "config" | "diagnostic" | "model" => Some(0),
+        "clock" | "config" | "diagnostic" | "input" | "model" => Some(0),
         "audience" | "compose" => Some(1),
         "deliver" => Some(2),
         "preview" | "archive" | "unsubscribe" => Some(3),

@@ -9,6 +9,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::audience::recipient::{Recipient, address_key, check_address};
+use crate::input::{CSV_LINE_LIMIT, LineLimit};
 
 /// Why a list could not be read at all.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,21 @@ pub enum ListError {
         path: PathBuf,
         /// What is wrong.
         message: String,
+    },
+    /// Not a regular file (a device, a FIFO, a folder).
+    #[error("{}: not a regular file, expected a CSV file", .0.display())]
+    NotRegular(PathBuf),
+    /// A quoted field runs over a line break: most likely a quote that is
+    /// never closed, which would swallow every row after it.
+    #[error(
+        "{}:{line}: a quoted field runs over several lines (a quote that is never closed?); expected one line per recipient, nothing was sent",
+        path.display()
+    )]
+    UnclosedQuote {
+        /// The list.
+        path: PathBuf,
+        /// Where the field starts.
+        line: u64,
     },
     /// The CSV is malformed beyond one row.
     #[error("{}: {source}", path.display())]
@@ -71,18 +87,25 @@ pub fn headers(path: &Path) -> Result<Vec<String>, ListError> {
     read_headers(&mut reader, path)
 }
 
-fn open(path: &Path) -> Result<csv::Reader<File>, ListError> {
-    let file = File::open(path).map_err(|source| ListError::Io {
+/// A list being read: one endless line cannot fill memory.
+type ListReader = csv::Reader<LineLimit<File>>;
+
+fn open(path: &Path) -> Result<ListReader, ListError> {
+    let io = |source| ListError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let file = File::open(path).map_err(io)?;
+    if !file.metadata().map_err(io)?.is_file() {
+        return Err(ListError::NotRegular(path.to_path_buf()));
+    }
     Ok(csv::ReaderBuilder::new()
         .flexible(true)
         .trim(csv::Trim::All)
-        .from_reader(file))
+        .from_reader(LineLimit::new(file, CSV_LINE_LIMIT)))
 }
 
-fn read_headers(reader: &mut csv::Reader<File>, path: &Path) -> Result<Vec<String>, ListError> {
+fn read_headers(reader: &mut ListReader, path: &Path) -> Result<Vec<String>, ListError> {
     let headers = reader.headers().map_err(|source| ListError::Csv {
         path: path.to_path_buf(),
         source,
@@ -110,21 +133,35 @@ pub fn for_each(path: &Path, mut each: impl FnMut(Row)) -> Result<(), ListError>
     let email_col = names.iter().position(|h| h == "email").unwrap_or(0);
     let name_col = names.iter().position(|h| h == "name");
     let mut record = csv::StringRecord::new();
+    let mut lines = LineCounter::open(path)?;
     loop {
-        let line = reader.position().line();
+        let start = reader.position().byte();
         match reader.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
+                if let csv::ErrorKind::Io(io) = e.kind() {
+                    return Err(ListError::Io {
+                        path: path.to_path_buf(),
+                        source: std::io::Error::new(io.kind(), io.to_string()),
+                    });
+                }
+                let at = e.position().map_or(start, csv::Position::byte);
                 each(Row::Skipped(SkippedRow {
                     path: path.to_path_buf(),
-                    line: e.position().map_or(line, csv::Position::line),
+                    line: lines.line_at(at),
                     reason: format!("unreadable row ({e})"),
                 }));
                 continue;
             }
         }
-        let line = record.position().map_or(line, csv::Position::line);
+        let at = record.position().map_or(start, csv::Position::byte);
+        if record.iter().any(|f| f.contains(['\n', '\r'])) {
+            return Err(ListError::UnclosedQuote {
+                path: path.to_path_buf(),
+                line: lines.line_at(at),
+            });
+        }
         if record.iter().all(str::is_empty) {
             continue;
         }
@@ -132,16 +169,18 @@ pub fn for_each(path: &Path, mut each: impl FnMut(Row)) -> Result<(), ListError>
         if let Err(reason) = check_address(&email) {
             each(Row::Skipped(SkippedRow {
                 path: path.to_path_buf(),
-                line,
+                line: lines.line_at(at),
                 reason: reason.to_string(),
             }));
             continue;
         }
+        // A control character in a name becomes a space, never nothing:
+        // "Eve\u{0}Bcc" must not read as one word.
         let name = name_col
             .and_then(|i| record.get(i))
             .unwrap_or("")
             .chars()
-            .filter(|c| !c.is_control())
+            .map(|c| if c.is_control() { ' ' } else { c })
             .collect::<String>();
         let fields = names
             .iter()
@@ -156,6 +195,46 @@ pub fn for_each(path: &Path, mut each: impl FnMut(Row)) -> Result<(), ListError>
         }));
     }
     Ok(())
+}
+
+/// Turns byte offsets of a list into 1-based line numbers by counting line
+/// feeds (the csv crate's own count is off for CRLF files). Offsets only
+/// grow while a list is read, so the file is scanned once at most.
+struct LineCounter {
+    file: std::io::BufReader<File>,
+    offset: u64,
+    line: u64,
+}
+
+impl LineCounter {
+    fn open(path: &Path) -> Result<Self, ListError> {
+        let file = File::open(path).map_err(|source| ListError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Self {
+            file: std::io::BufReader::new(file),
+            offset: 0,
+            line: 1,
+        })
+    }
+
+    fn line_at(&mut self, byte: u64) -> u64 {
+        use std::io::BufRead;
+        while self.offset < byte {
+            let Ok(buf) = self.file.fill_buf() else { break };
+            if buf.is_empty() {
+                break;
+            }
+            let take = buf
+                .len()
+                .min(usize::try_from(byte - self.offset).unwrap_or(usize::MAX));
+            self.line += memchr::memchr_iter(b'\n', &buf[..take]).count() as u64;
+            self.offset += take as u64;
+            self.file.consume(take);
+        }
+        self.line
+    }
 }
 
 /// Column names across recipient lists (`email` and `name` first), as

@@ -52,6 +52,13 @@ pub enum AddressError {
     /// Nothing was given.
     #[error("empty email, expected an address such as name@example.org")]
     Empty,
+    /// A quoted local part (`"john doe"@…`): valid in RFC 5321, refused by
+    /// most providers and by our transport.
+    #[error("`{0}` has a quoted local part, expected a plain address such as john.doe@example.org")]
+    Quoted(String),
+    /// A domain without a dot and a top-level domain (`a@b`, `a@[10.0.0.1]`).
+    #[error("`{0}` has no domain with a top-level part, expected name@example.org")]
+    NoTld(String),
     /// The address does not parse.
     #[error("`{email}` is not a valid email address ({reason})")]
     Invalid {
@@ -62,21 +69,68 @@ pub enum AddressError {
     },
 }
 
-/// Checks an address with lettre's parser (IDN domains allowed).
+/// The one address rule, applied at import and for `--to`: lettre's parser
+/// (IDN domains allowed), no quoted local part, and a domain with a dot and
+/// a top-level part of letters (or an A-label).
 pub fn check_address(email: &str) -> Result<(), AddressError> {
     if email.is_empty() {
         return Err(AddressError::Empty);
     }
-    email
+    let parsed = email
         .parse::<lettre::Address>()
-        .map(|_| ())
         .map_err(|e| AddressError::Invalid {
             email: email.to_string(),
             reason: e.to_string(),
-        })
+        })?;
+    if parsed.user().starts_with('"') {
+        return Err(AddressError::Quoted(email.to_string()));
+    }
+    let tld = parsed.domain().rsplit_once('.').map(|(_, t)| t);
+    let tld_ok = tld.is_some_and(|t| {
+        t.len() >= 2 && (t.chars().all(char::is_alphabetic) || t.starts_with("xn--"))
+    });
+    if !tld_ok {
+        return Err(AddressError::NoTld(email.to_string()));
+    }
+    Ok(())
 }
 
 /// The key two addresses are the same recipient by.
 pub fn address_key(email: &str) -> String {
     email.trim().to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_rule_for_every_address() {
+        for ok in [
+            "a@example.org",
+            "anna.schmidt+news@mail.example.de",
+            "zoë@bücher.example",
+            "x@example.xn--p1ai",
+        ] {
+            assert_eq!(check_address(ok), Ok(()), "{ok}");
+        }
+        assert!(matches!(
+            check_address("\"john doe\"@example.org"),
+            Err(AddressError::Quoted(_))
+        ));
+        for bad in ["a@b", "a@localhost", "a@[10.0.0.1]", "a@example.1"] {
+            assert!(
+                matches!(
+                    check_address(bad),
+                    Err(AddressError::NoTld(_)) | Err(AddressError::Invalid { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            check_address("bob@"),
+            Err(AddressError::Invalid { .. })
+        ));
+        assert_eq!(check_address(""), Err(AddressError::Empty));
+    }
 }

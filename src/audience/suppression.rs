@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 
 use crate::audience::token::looks_like_token;
+use crate::input::{CSV_LINE_LIMIT, LineLimit};
 
 /// A suppression to record: who, why, from where and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,10 +151,13 @@ pub fn read_csv(path: &Path, source: &str, now: Timestamp) -> Result<CsvImport, 
         path: path.to_path_buf(),
         message,
     };
+    let file = std::fs::File::open(path).map_err(|e| unreadable(e.to_string()))?;
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(unreadable("not a regular file, expected a CSV file".into()));
+    }
     let mut reader = csv::ReaderBuilder::new()
         .flexible(false)
-        .from_path(path)
-        .map_err(|e| unreadable(csv_message(&e)))?;
+        .from_reader(LineLimit::new(file, CSV_LINE_LIMIT));
     let headers: Vec<String> = reader
         .headers()
         .map_err(|e| unreadable(csv_message(&e)))?

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::diagnostic::{Diagnostic, Diagnostics, Location, SourceFile};
+use crate::input::{self, InputError};
 use crate::model::Issue;
 
 /// Reads a body file; injected so [`parse`] stays pure.
@@ -129,11 +130,15 @@ pub fn parse(
 
 /// Reads and validates the manifest at `path`.
 pub fn load(path: &Path, config: &Config) -> Result<LoadedIssue, Diagnostics> {
-    let bytes = std::fs::read(path).map_err(|e| {
+    let bytes = input::read_limited(path, input::MANIFEST_LIMIT).map_err(|e| {
+        let why = match e {
+            InputError::Io { source, .. } => source.to_string(),
+            other => other.to_string(),
+        };
         let mut d = Diagnostics::new();
         d.push(
             Diagnostic::error(format!(
-                "cannot read the issue manifest: {e}; expected a path such as issues/2025-01-17/issue.toml"
+                "cannot read the issue manifest: {why}; expected a path such as issues/2025-01-17/issue.toml"
             ))
             .at(&SourceFile::new(path, ""), None),
         );
@@ -154,5 +159,17 @@ pub fn load(path: &Path, config: &Config) -> Result<LoadedIssue, Diagnostics> {
             return Err(d);
         }
     };
-    parse(&text, path, config, &|p| std::fs::read(p))
+    // Body files stay inside the issue's folder (checked as written, in
+    // `validate`); here links are followed too, and the stylesheet may also
+    // come from the config's folder.
+    let issue_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let read = |p: &Path| -> std::io::Result<Vec<u8>> {
+        input::within(p, &[&issue_dir, &config.base_dir])
+            .and_then(|()| input::read_limited(p, input::BODY_FILE_LIMIT))
+            .map_err(|e| match e {
+                InputError::Io { source, .. } => source,
+                other => std::io::Error::other(other),
+            })
+    };
+    parse(&text, path, config, &read)
 }

@@ -584,21 +584,18 @@ impl<'a, 'i> Table<'a, 'i> {
     /// Reports keys nobody asked for, with the closest known key.
     fn finish(&self, out: &mut Diagnostics) {
         let asked = self.asked.borrow();
-        for (k, _) in self.table.iter() {
+        let mut known: Vec<&str> = asked.iter().map(String::as_str).collect();
+        known.sort_unstable();
+        known.dedup();
+        let mut unknown = self
+            .table
+            .iter()
+            .filter(|(k, _)| known.binary_search(&k.get_ref().as_ref()).is_err());
+        for (k, _) in unknown.by_ref().take(MAX_UNKNOWN_KEYS) {
             let key = k.get_ref();
-            if asked.iter().any(|a| a == key.as_ref()) {
-                continue;
-            }
-            let mut known: Vec<&str> = asked.iter().map(String::as_str).collect();
-            known.sort_unstable();
-            known.dedup();
-            let place = if self.path.is_empty() {
-                "at the top of the issue".to_string()
-            } else {
-                format!("in [{}]", self.path)
-            };
             let mut d = Diagnostic::error(format!(
-                "unknown key `{key}` {place}, expected one of: {}",
+                "unknown key `{key}` {}, expected one of: {}",
+                self.place(),
                 known.join(", ")
             ))
             .field(self.field(key))
@@ -608,8 +605,31 @@ impl<'a, 'i> Table<'a, 'i> {
             }
             out.push(d);
         }
+        if let Some((first, _)) = unknown.next() {
+            let more = 1 + unknown.count();
+            out.push(
+                Diagnostic::error(format!(
+                    "{more} more unknown keys {}, not listed one by one (this is the first)",
+                    self.place()
+                ))
+                .field(self.field(first.get_ref()))
+                .at(self.file, Some(first.span())),
+            );
+        }
+    }
+
+    fn place(&self) -> String {
+        if self.path.is_empty() {
+            "at the top of the issue".to_string()
+        } else {
+            format!("in [{}]", self.path)
+        }
     }
 }
+
+/// Unknown keys reported one by one per table; a manifest with thousands
+/// gets a count for the rest.
+const MAX_UNKNOWN_KEYS: usize = 20;
 
 fn article(type_str: &str) -> String {
     match type_str.chars().next() {

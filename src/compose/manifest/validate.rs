@@ -463,6 +463,18 @@ impl V<'_> {
             (None, Some(f)) => {
                 let file_field = format!("{field}_file");
                 self.note(&file_field, &f.span);
+                if !crate::input::stays_inside(Path::new(&f.value)) {
+                    self.err(
+                        &file_field,
+                        f.span.clone(),
+                        format!(
+                            "`{}` is outside the issue's folder ({}); expected a Markdown file inside it, such as articles/story.md",
+                            f.value,
+                            self.cx.base_dir.display()
+                        ),
+                    );
+                    return None;
+                }
                 let path = self.cx.base_dir.join(&f.value);
                 let bytes = match (self.cx.read)(&path) {
                     Ok(b) => b,
