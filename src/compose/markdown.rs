@@ -36,7 +36,27 @@ pub fn parse(source: &str) -> (Body, Vec<Problem>) {
         b.close();
     }
     let blocks = b.stack.pop().map(|f| f.blocks).unwrap_or_default();
-    (Body { blocks }, b.problems)
+    let mut problems = b.problems;
+    // The Markdown parser drops or replaces these without a word; a body
+    // of NULs would go out as an empty paragraph.
+    if let Some((i, c)) = source
+        .char_indices()
+        .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        let count = source
+            .chars()
+            .filter(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+            .count();
+        problems.push(Problem {
+            severity: Severity::Error,
+            span: i..i + c.len_utf8(),
+            message: format!(
+                "the text contains the control character U+{:04X} ({count} in all), expected plain text",
+                u32::from(c)
+            ),
+        });
+    }
+    (Body { blocks }, problems)
 }
 
 /// Parses a single line of inline Markdown (salutations, calls to action)

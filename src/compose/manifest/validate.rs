@@ -163,6 +163,18 @@ impl V<'_> {
             );
             return None;
         }
+        if let Some(c) = value.chars().find(|c| is_invisible(*c)) {
+            self.err(
+                field,
+                at.span.clone(),
+                format!(
+                    "`{}` contains the invisible character U+{:04X}, expected only visible text (it can hide a misspelling or a spoof)",
+                    leaf(field),
+                    u32::from(c)
+                ),
+            );
+            return None;
+        }
         if let Some(c) = value
             .chars()
             .find(|c| c.is_control() || is_bidi_control(*c))
@@ -325,7 +337,19 @@ impl V<'_> {
             When::Literal(s) | When::Text(s) => s,
         };
         match text.parse::<Date>() {
-            Ok(date) if text.len() == 10 => Some(date),
+            Ok(date) if text.len() == 10 && (MIN_YEAR..=MAX_YEAR).contains(&date.year()) => {
+                Some(date)
+            }
+            Ok(date) if text.len() == 10 => {
+                self.err(
+                    field,
+                    d.span.clone(),
+                    format!(
+                        "{date} is out of range, expected a date between {MIN_YEAR} and {MAX_YEAR}"
+                    ),
+                );
+                None
+            }
             _ => {
                 self.err(
                     field,
@@ -339,6 +363,30 @@ impl V<'_> {
 
     /// A point in time from a local date-time in `zone`, or an instant.
     fn when(
+        &mut self,
+        at: &At<When>,
+        field: &str,
+        zone_name: &str,
+        zone: &TimeZone,
+    ) -> Option<Zoned> {
+        let z = self.when_any(at, field, zone_name, zone)?;
+        // Far-off years overflow once shown in other zones or a day later,
+        // and no issue needs them: say so rather than fail later in silence.
+        if !(MIN_YEAR..=MAX_YEAR).contains(&z.year()) {
+            self.err(
+                field,
+                at.span.clone(),
+                format!(
+                    "{} is out of range, expected a date between {MIN_YEAR} and {MAX_YEAR}",
+                    z.date()
+                ),
+            );
+            return None;
+        }
+        Some(z)
+    }
+
+    fn when_any(
         &mut self,
         at: &At<When>,
         field: &str,
@@ -401,7 +449,19 @@ impl V<'_> {
     ) -> Option<Zoned> {
         let amb = zone.to_ambiguous_zoned(dt);
         match amb.offset() {
-            AmbiguousOffset::Unambiguous { .. } => amb.unambiguous().ok(),
+            AmbiguousOffset::Unambiguous { .. } => match amb.unambiguous() {
+                Ok(z) => Some(z),
+                Err(_) => {
+                    self.err(
+                        field,
+                        at.span.clone(),
+                        format!(
+                            "{dt} in {zone_name} is out of range, expected a date between {MIN_YEAR} and {MAX_YEAR}"
+                        ),
+                    );
+                    None
+                }
+            },
             AmbiguousOffset::Gap { before, after } => {
                 self.err(
                     field,
@@ -1142,8 +1202,22 @@ impl V<'_> {
     }
 }
 
+/// Years an issue's dates may fall in.
+const MIN_YEAR: i16 = 1970;
+/// See [`MIN_YEAR`].
+const MAX_YEAR: i16 = 2200;
+
 fn leaf(field: &str) -> &str {
     field.rsplit('.').next().unwrap_or(field)
+}
+
+/// Characters that take no space and have no use in a one-line field
+/// (zero-width joiners stay: emoji and several scripts need them).
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00ad}' | '\u{180e}' | '\u{200b}' | '\u{2060}'..='\u{2064}' | '\u{feff}'
+    )
 }
 
 fn is_bidi_control(c: char) -> bool {
