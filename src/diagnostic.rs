@@ -18,6 +18,21 @@ pub enum Severity {
     Error,
 }
 
+/// `s` with control characters shown as escapes (`\r`, `\n`, `\u{0}`), for
+/// echoing user input into messages and logs without letting it break or
+/// forge a line.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A file's text kept beside its path so diagnostics can quote the line.
 #[derive(Debug)]
 pub struct SourceFile {

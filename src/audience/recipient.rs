@@ -1,6 +1,7 @@
 //! Recipients and their fields, as merge tags see them, and the rules an
 //! address must follow.
 
+use crate::diagnostic::printable;
 use crate::model::MergeFields;
 
 /// One subscriber: address, name and any other CSV columns.
@@ -79,18 +80,18 @@ pub fn check_address(email: &str) -> Result<(), AddressError> {
     let parsed = email
         .parse::<lettre::Address>()
         .map_err(|e| AddressError::Invalid {
-            email: email.to_string(),
+            email: printable(email),
             reason: e.to_string(),
         })?;
     if parsed.user().starts_with('"') {
-        return Err(AddressError::Quoted(email.to_string()));
+        return Err(AddressError::Quoted(printable(email)));
     }
     let tld = parsed.domain().rsplit_once('.').map(|(_, t)| t);
     let tld_ok = tld.is_some_and(|t| {
         t.len() >= 2 && (t.chars().all(char::is_alphabetic) || t.starts_with("xn--"))
     });
     if !tld_ok {
-        return Err(AddressError::NoTld(email.to_string()));
+        return Err(AddressError::NoTld(printable(email)));
     }
     Ok(())
 }
@@ -132,5 +133,7 @@ mod tests {
             Err(AddressError::Invalid { .. })
         ));
         assert_eq!(check_address(""), Err(AddressError::Empty));
+        let forged = check_address("a@example.org\r\n2025-01-17T05:00:00Z sent").unwrap_err();
+        assert!(!forged.to_string().contains(['\r', '\n']), "{forged}");
     }
 }

@@ -37,6 +37,7 @@ pub fn parse(source: &str) -> (Body, Vec<Problem>) {
     }
     let blocks = b.stack.pop().map(|f| f.blocks).unwrap_or_default();
     let mut problems = b.problems;
+    problems.extend(tags_in_link_targets(source));
     // The Markdown parser drops or replaces these without a word; a body
     // of NULs would go out as an empty paragraph.
     if let Some((i, c)) = source
@@ -57,6 +58,29 @@ pub fn parse(source: &str) -> (Body, Vec<Problem>) {
         });
     }
     (Body { blocks }, problems)
+}
+
+/// Merge tags inside `](…)`: in a link's target (or in what would be one,
+/// had the tag's spaces not stopped Markdown from reading it as a link).
+fn tags_in_link_targets(source: &str) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(i) = source[from..].find("](") {
+        let start = from + i + 2;
+        let end = source[start..]
+            .find([')', '\n'])
+            .map_or(source.len(), |e| start + e);
+        let target = &source[start..end];
+        if target.contains("{{") {
+            out.push(Problem {
+                severity: Severity::Error,
+                span: start..end,
+                message: UrlError::MergeTag(target.trim().to_string()).to_string(),
+            });
+        }
+        from = end;
+    }
+    out
 }
 
 /// Parses a single line of inline Markdown (salutations, calls to action)
@@ -87,6 +111,12 @@ pub enum UrlError {
     /// No host after the scheme.
     #[error("`{0}` has no host, expected https://host/…")]
     NoHost(String),
+    /// A merge tag in the target: a reader's data would travel to whoever
+    /// the link points at.
+    #[error(
+        "`{0}` holds a merge tag; merge tags go in the text of a link, never in its target, so no reader's data travels to another host"
+    )]
+    MergeTag(String),
     /// Unencoded white space.
     #[error("`{0}` contains spaces, expected them as %20")]
     Spaces(String),
@@ -102,6 +132,9 @@ pub enum UrlError {
 
 /// Checks a link target: absolute http(s) or mailto.
 pub fn check_url(url: &str) -> Result<(), UrlError> {
+    if url.contains("{{") {
+        return Err(UrlError::MergeTag(url.into()));
+    }
     let lower = url.to_ascii_lowercase();
     if let Some(rest) = lower.strip_prefix("mailto:") {
         if rest.contains('@') {
@@ -320,7 +353,11 @@ impl Builder {
     /// A link target, trimmed; an error at `range` if it cannot be used.
     fn checked_url(&mut self, dest: &str, range: &Range<usize>) -> String {
         let url = dest.trim().to_string();
-        if let Err(e) = check_url(&url) {
+        // `tags_in_link_targets` has reported these, links or not.
+        if let Err(e) = check_url(&url).or_else(|e| match e {
+            UrlError::MergeTag(_) => Ok(()),
+            e => Err(e),
+        }) {
             self.problems.push(Problem {
                 severity: Severity::Error,
                 span: range.clone(),
