@@ -198,7 +198,18 @@ impl Diagnostic {
             && !loc.file.text.is_empty()
         {
             let (line, col) = loc.file.line_col(span.start);
-            let text = loc.file.line_text(line);
+            // One column per character, and nothing that moves the cursor
+            // or hides in a log: the caret must stand under the culprit.
+            let text: String = loc
+                .file
+                .line_text(line)
+                .chars()
+                .map(|c| match c {
+                    '\t' => ' ',
+                    c if c.is_control() => '\u{fffd}',
+                    c => c,
+                })
+                .collect();
             let gutter = line.to_string();
             let pad = " ".repeat(gutter.len());
             let width = {

@@ -227,7 +227,8 @@ fn parse_stderr(case: &Case, stderr: &str) -> Result<Vec<Printed>, String> {
     Ok(printed)
 }
 
-/// Line `n` (1-based) of a file next to the manifest, as `check` quotes it.
+/// Line `n` (1-based) of a file next to the manifest, as `check` quotes it:
+/// a tab as a space, other control characters as U+FFFD.
 fn source_line(case: &Case, file: &str, n: usize) -> String {
     let bytes = std::fs::read(repo_root().join(&case.dir).join(file)).unwrap_or_default();
     String::from_utf8_lossy(&bytes)
@@ -235,7 +236,13 @@ fn source_line(case: &Case, file: &str, n: usize) -> String {
         .nth(n - 1)
         .unwrap_or("")
         .trim_end_matches('\r')
-        .to_string()
+        .chars()
+        .map(|c| match c {
+            '\t' => ' ',
+            c if c.is_control() => '\u{fffd}',
+            c => c,
+        })
+        .collect()
 }
 
 /// Checks one printed error against one expected line: place, message,

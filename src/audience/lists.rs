@@ -197,13 +197,15 @@ pub fn for_each(path: &Path, mut each: impl FnMut(Row)) -> Result<(), ListError>
     Ok(())
 }
 
-/// Turns byte offsets of a list into 1-based line numbers by counting line
-/// feeds (the csv crate's own count is off for CRLF files). Offsets only
-/// grow while a list is read, so the file is scanned once at most.
+/// Turns byte offsets of a list into 1-based line numbers as an editor
+/// counts them: LF, CRLF and a lone CR each end a line (the csv crate's own
+/// count is off for CRLF files). Offsets only grow while a list is read, so
+/// the file is scanned once at most.
 struct LineCounter {
     file: std::io::BufReader<File>,
     offset: u64,
     line: u64,
+    after_cr: bool,
 }
 
 impl LineCounter {
@@ -216,22 +218,54 @@ impl LineCounter {
             file: std::io::BufReader::new(file),
             offset: 0,
             line: 1,
+            after_cr: false,
         })
+    }
+
+    /// Counts the line breaks in the next `n` bytes and moves past them.
+    fn advance(&mut self, n: usize) {
+        use std::io::BufRead;
+        let Ok(buf) = self.file.fill_buf() else {
+            return;
+        };
+        let n = n.min(buf.len());
+        for &b in &buf[..n] {
+            match b {
+                b'\r' => self.line += 1,
+                // CRLF is one break: its LF was counted with the CR.
+                b'\n' if !self.after_cr => self.line += 1,
+                _ => {}
+            }
+            self.after_cr = b == b'\r';
+        }
+        self.offset += n as u64;
+        self.file.consume(n);
     }
 
     fn line_at(&mut self, byte: u64) -> u64 {
         use std::io::BufRead;
         while self.offset < byte {
-            let Ok(buf) = self.file.fill_buf() else { break };
-            if buf.is_empty() {
+            let available = match self.file.fill_buf() {
+                Ok(buf) if !buf.is_empty() => buf.len(),
+                _ => break,
+            };
+            let want = usize::try_from(byte - self.offset).unwrap_or(usize::MAX);
+            self.advance(available.min(want));
+        }
+        // The csv crate may place a record at the line ending before it
+        // (CRLF, blank lines); the record itself starts after them.
+        loop {
+            let ends = match self.file.fill_buf() {
+                Ok(buf) => buf
+                    .iter()
+                    .take_while(|b| matches!(b, b'\r' | b'\n'))
+                    .count(),
+                Err(_) => 0,
+            };
+            if ends == 0 {
                 break;
             }
-            let take = buf
-                .len()
-                .min(usize::try_from(byte - self.offset).unwrap_or(usize::MAX));
-            self.line += memchr::memchr_iter(b'\n', &buf[..take]).count() as u64;
-            self.offset += take as u64;
-            self.file.consume(take);
+            self.advance(ends);
         }
         self.line
     }

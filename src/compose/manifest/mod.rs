@@ -66,6 +66,27 @@ pub struct Locations {
 }
 
 impl Locations {
+    /// Renames `list[old]…` entries to `list[new]…` after the list was
+    /// reordered: `order[new]` is the 0-based old index of the new item.
+    pub fn reorder(&mut self, list: &str, order: &[usize]) {
+        let prefix = format!("{list}[");
+        let (moved, kept): (HashMap<_, _>, HashMap<_, _>) = std::mem::take(&mut self.map)
+            .into_iter()
+            .partition(|(k, _)| k.starts_with(&prefix));
+        self.map = kept;
+        for (new, &old) in order.iter().enumerate() {
+            let from = format!("{list}[{}]", old + 1);
+            let to = format!("{list}[{}]", new + 1);
+            for (k, loc) in &moved {
+                if let Some(rest) = k.strip_prefix(&from)
+                    && (rest.is_empty() || rest.starts_with('.'))
+                {
+                    self.map.insert(format!("{to}{rest}"), loc.clone());
+                }
+            }
+        }
+    }
+
     /// Records where a field was written.
     pub fn insert(&mut self, field: &str, file: Arc<SourceFile>, span: Option<Range<usize>>) {
         self.map

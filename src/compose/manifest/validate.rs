@@ -935,19 +935,29 @@ impl V<'_> {
             let url = self.url(&e.url, &f("url"), &e.span);
             match (start, organizer, kind, title, url) {
                 (Some(start), Some(organizer), Some(kind), Some(title), Some(url)) => {
-                    out.push(Event {
-                        start,
-                        organizer,
-                        kind,
-                        title,
-                        url,
-                    });
+                    out.push((
+                        i,
+                        Event {
+                            start,
+                            organizer,
+                            kind,
+                            title,
+                            url,
+                        },
+                    ));
                 }
                 _ => ok = false,
             }
         }
-        out.sort_by_key(|e| e.start.timestamp());
-        ok.then_some(out)
+        if !ok {
+            return None;
+        }
+        // Readers see events in time order; lints that name `events[n]`
+        // afterwards must still point at the event's own lines.
+        out.sort_by_key(|(_, e)| e.start.timestamp());
+        let order: Vec<usize> = out.iter().map(|(i, _)| *i).collect();
+        self.locations.reorder("events", &order);
+        Some(out.into_iter().map(|(_, e)| e).collect())
     }
 
     fn news(
