@@ -16,6 +16,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use maud::{DOCTYPE, Markup, html};
 
+use crate::compose::calendar;
 use crate::compose::render::html::{WebLinks, render_web};
 use crate::compose::timefmt;
 use crate::config::Config;
@@ -174,6 +175,9 @@ pub fn build(entries: &[Entry], config: &Config) -> Result<Site, ArchiveError> {
             format!("{}/index.html", e.issue.slug),
             issue_page(&e.issue, &site).into_bytes(),
         );
+        for (path, text) in calendar::files(&e.issue) {
+            files.insert(format!("{}/{path}", e.issue.slug), text.into_bytes());
+        }
     }
     let per_page = config.archive.per_page.max(1);
     let pages: Vec<&[&Entry]> = sorted.chunks(per_page).collect();

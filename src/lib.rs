@@ -29,6 +29,7 @@
 //! | | [`compose::markdown`] | Markdown bodies and merge tags into the model |
 //! | | [`compose::stylesheet`] | the `<style>` block and Gmail's limits on it |
 //! | | [`compose::render`] | HTML (maud) and text, once per issue, with per-recipient slots |
+//! | | [`compose::calendar`] | the issue's events as iCalendar files ("Add to calendar") |
 //! | | [`compose::timefmt`] | event times and dates as readers see them |
 //! | | [`compose::lint`] | what renders but should not go out like this |
 //! | | [`compose::check`] | load + render + lint: what `check`, `send` and the live preview share |

@@ -6,9 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_py() { python3 -c "import $1" 2>/dev/null; }
-if ! need_py aiosmtpd || ! need_py dkim || ! need_py nacl || ! need_py feedparser; then
-  echo "== installing Python test tools (aiosmtpd: SMTP test server; dkimpy: independent DKIM verifier; feedparser: Atom check)"
-  python3 -m pip install --quiet --disable-pip-version-check aiosmtpd dkimpy pynacl feedparser
+if ! need_py aiosmtpd || ! need_py dkim || ! need_py nacl || ! need_py feedparser || ! need_py icalendar; then
+  echo "== installing Python test tools (aiosmtpd: SMTP test server; dkimpy: independent DKIM verifier; feedparser: Atom check; icalendar: .ics check)"
+  python3 -m pip install --quiet --disable-pip-version-check aiosmtpd dkimpy pynacl feedparser icalendar
 fi
 if ! command -v chromium >/dev/null 2>&1 && [ -z "${BRIEFING_SKIP_BROWSER:-}" ]; then
   echo "== installing Chromium for the layout test"

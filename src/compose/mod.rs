@@ -2,6 +2,7 @@
 //! validated [`crate::model::Issue`], rendered once to HTML and text, and
 //! checked before it goes out.
 
+pub mod calendar;
 pub mod lint;
 pub mod manifest;
 pub mod markdown;
