@@ -365,6 +365,10 @@ pub struct ArchiveConfig {
     /// Issues per index page.
     #[serde(default = "default_per_page")]
     pub per_page: usize,
+    /// Also publish blocks meant for some readers only (`only_for`);
+    /// by default the archive shows what every reader sees.
+    #[serde(default)]
+    pub show_restricted: bool,
 }
 
 impl Default for ArchiveConfig {
@@ -372,6 +376,7 @@ impl Default for ArchiveConfig {
         Self {
             out: default_archive_out(),
             per_page: default_per_page(),
+            show_restricted: false,
         }
     }
 }

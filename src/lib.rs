@@ -31,6 +31,7 @@
 //! | | [`compose::render`] | HTML (maud) and text, once per issue, with per-recipient slots |
 //! | | [`compose::calendar`] | the issue's events as iCalendar files ("Add to calendar") |
 //! | | [`compose::timefmt`] | event times and dates as readers see them |
+//! | | [`compose::variants`] | blocks for some readers: a reader's variant, and the issue it shows |
 //! | | [`compose::lint`] | what renders but should not go out like this |
 //! | | [`compose::check`] | load + render + lint: what `check`, `send` and the live preview share |
 //! | deliver | [`deliver::plan`] | config + issue into a ready send: lint gate, transport, signer, lock |

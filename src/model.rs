@@ -128,6 +128,49 @@ impl SectionKind {
     }
 }
 
+/// Which block a condition restricts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BlockRef {
+    /// A whole single-table section (`[editorial]`, `[column]`, `[heads]`,
+    /// `[closing]`).
+    Section(SectionKind),
+    /// Article `n` (0-based) of `[[articles]]`.
+    Article(usize),
+    /// News item `n` (0-based).
+    News(usize),
+    /// Person `n` (0-based) of `[[heads.people]]`.
+    Person(usize),
+}
+
+/// Who a block is for: `only_for` shows it to readers whose columns hold
+/// one of the listed values (every listed column must match),
+/// `except_for` to everyone else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audience {
+    /// The block.
+    pub block: BlockRef,
+    /// True for `except_for`.
+    pub except: bool,
+    /// Column name and the values that match (compared without case).
+    pub columns: Vec<(String, Vec<String>)>,
+    /// Where it was written, as a dotted field path (`articles[2].only_for`).
+    pub field: String,
+}
+
+impl Audience {
+    /// True when a reader with these fields sees the block.
+    pub fn shows(&self, reader: &dyn MergeFields) -> bool {
+        let matches = self.columns.iter().all(|(column, values)| {
+            reader.field(column).is_some_and(|v| {
+                values
+                    .iter()
+                    .any(|want| want.trim().eq_ignore_ascii_case(v.trim()))
+            })
+        });
+        matches != self.except
+    }
+}
+
 /// What a section holds.
 #[derive(Debug, Clone)]
 pub enum SectionContent {

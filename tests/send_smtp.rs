@@ -896,7 +896,7 @@ fn tempfails_are_retried_and_unknown_users_fail_and_are_suppressed_for_later_iss
     // unknown users are suppressed now.
     let issues = fx.dir.path().join("issues");
     copy_dir(
-        &repo().join("issues").join(SLUG),
+        &repo().join("tests/fixtures/send").join(SLUG),
         &issues.join("2025-01-24"),
     );
     let manifest = issues.join("2025-01-24").join("issue.toml");
@@ -1451,7 +1451,7 @@ fn a_recipient_out_of_retries_fails_with_the_reply_and_is_not_suppressed() {
     // A 4xx is no reason to suppress: the next issue goes to them.
     let issues = fx.dir.path().join("issues");
     copy_dir(
-        &repo().join("issues").join(SLUG),
+        &repo().join("tests/fixtures/send").join(SLUG),
         &issues.join("2025-01-31"),
     );
     let manifest = issues.join("2025-01-31").join("issue.toml");

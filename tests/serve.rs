@@ -729,7 +729,7 @@ fn readers_who_unsubscribe_get_nothing_from_the_next_issue() {
     // Issue B: the sample issue under another folder name, hence slug.
     let issues = f.dir.path().join("issues");
     copy_dir(
-        &repo().join("issues").join(SLUG),
+        &repo().join("tests/fixtures/send").join(SLUG),
         &issues.join("2025-01-24"),
     );
     let b = issues.join("2025-01-24").join("issue.toml");

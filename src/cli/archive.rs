@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use briefing::archive::{self, Entry, Standing};
 use briefing::compose::manifest;
+use briefing::compose::variants::{self, Variant};
 use briefing::config::Config;
 use briefing::deliver::ledger::{Ledger, SendKind, SendRecord};
 
@@ -54,7 +55,17 @@ pub fn run(args: &ArchiveArgs, config: &Config) -> CliResult {
             }
         };
         let rec = record(&loaded.issue.slug)?;
-        if let Some(e) = archive::entry(loaded.issue, rec.as_ref(), config, args.all) {
+        // The public page shows what every reader sees.
+        let issue = if config.archive.show_restricted {
+            loaded.issue
+        } else {
+            variants::issue_for(
+                &loaded.issue,
+                &loaded.audiences,
+                &Variant::public(&loaded.audiences),
+            )
+        };
+        if let Some(e) = archive::entry(issue, rec.as_ref(), config, args.all) {
             entries.push(e);
         }
     }

@@ -7,6 +7,7 @@ use briefing::audience::lists;
 use briefing::audience::recipient::{Recipient, check_address};
 use briefing::audience::token::Secret;
 use briefing::clock::Clock;
+use briefing::compose::variants::{self, Variant};
 use briefing::compose::{manifest, render};
 use briefing::config::Config;
 use briefing::preview::{self, watch};
@@ -48,8 +49,14 @@ pub fn run(
     }
     let who = reader(args.recipient.as_deref(), config)?;
     let secret = Secret::from_config(config, true)?;
-    let rendered = render::render(&loaded.issue);
-    let built = preview::build(&loaded.issue, &rendered, config, &who, &secret, clock.now())?;
+    // The reader's own variant: blocks for other readers are left out.
+    let variant = Variant::of(&loaded.audiences, &who);
+    let issue = variants::issue_for(&loaded.issue, &loaded.audiences, &variant);
+    if !loaded.audiences.is_empty() {
+        eprintln!("note: {} sees variant {}", who.email, variant.name());
+    }
+    let rendered = render::render(&issue);
+    let built = preview::build(&issue, &rendered, config, &who, &secret, clock.now())?;
     let w = preview::write(&built, &args.out).context(format_args!(
         "cannot write previews to {}",
         args.out.display()

@@ -9,6 +9,7 @@ pub mod markdown;
 pub mod render;
 pub mod stylesheet;
 pub mod timefmt;
+pub mod variants;
 
 use std::path::Path;
 
@@ -44,6 +45,7 @@ pub fn check(
     let loaded = manifest::load(path, config)?;
     let rendered = render::render(&loaded.issue);
     let mut problems = loaded.warnings.clone();
+    problems.extend(variants::lint_columns(&loaded, recipient_fields.as_deref()));
     problems.extend(lint::lint(&lint::LintInput {
         loaded: &loaded,
         rendered: &rendered,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::diagnostic::{Diagnostic, Diagnostics, Location, SourceFile};
 use crate::input::{self, InputError};
-use crate::model::Issue;
+use crate::model::{Audience, Issue};
 
 /// Reads a body file; injected so [`parse`] stays pure.
 pub type ReadFile<'a> = dyn Fn(&Path) -> std::io::Result<Vec<u8>> + 'a;
@@ -56,6 +56,8 @@ pub struct LoadedIssue {
     pub source: Arc<SourceFile>,
     /// Body files the manifest named.
     pub body_files: Vec<PathBuf>,
+    /// Blocks for some readers only (`only_for`, `except_for`).
+    pub audiences: Vec<Audience>,
 }
 
 /// Field path (`subject`, `articles[1].title`, `closing.image`) to the place
@@ -84,6 +86,13 @@ impl Locations {
                     self.map.insert(format!("{to}{rest}"), loc.clone());
                 }
             }
+        }
+    }
+
+    /// Adds the entries of `other` not already here.
+    pub fn extend(&mut self, other: Locations) {
+        for (k, v) in other.map {
+            self.map.entry(k).or_insert(v);
         }
     }
 
@@ -136,17 +145,76 @@ pub fn parse(
         config,
         folder_name,
     };
-    match validate::validate(&raw, &cx, &mut out) {
-        Some((issue, extra)) if !out.has_errors() => Ok(LoadedIssue {
-            issue,
-            warnings: out,
-            locations: extra.locations,
-            manifest: path.to_path_buf(),
-            source: Arc::clone(&file),
-            body_files: extra.body_files,
-        }),
+    let validated = validate::validate(&raw, &cx, &mut out);
+    let mut locations = Locations::default();
+    let audiences = audiences(&raw, &file, &mut locations, &mut out);
+    match validated {
+        Some((issue, mut extra)) if !out.has_errors() => {
+            extra.locations.extend(locations);
+            Ok(LoadedIssue {
+                issue,
+                warnings: out,
+                locations: extra.locations,
+                manifest: path.to_path_buf(),
+                source: Arc::clone(&file),
+                body_files: extra.body_files,
+                audiences,
+            })
+        }
         _ => Err(out),
     }
+}
+
+/// The `only_for` / `except_for` conditions, checked: at least one column,
+/// each with at least one non-blank value.
+fn audiences(
+    raw: &raw::RawIssue,
+    file: &Arc<SourceFile>,
+    locations: &mut Locations,
+    out: &mut Diagnostics,
+) -> Vec<Audience> {
+    let mut found = Vec::new();
+    for a in &raw.audiences {
+        let Some(block) = a.block else { continue };
+        locations.insert(&a.field, Arc::clone(file), Some(a.span.clone()));
+        let mut columns = Vec::new();
+        for (column, values) in &a.columns {
+            let values: Vec<String> = values
+                .iter()
+                .map(|v| v.value.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .collect();
+            if values.is_empty() {
+                out.push(
+                    Diagnostic::error(format!(
+                        "`{}` lists no value, expected e.g. {} = \"premium\" or [\"a\", \"b\"]",
+                        column.value, column.value
+                    ))
+                    .field(format!("{}.{}", a.field, column.value))
+                    .at(file, Some(column.span.clone())),
+                );
+                continue;
+            }
+            columns.push((column.value.trim().to_lowercase(), values));
+        }
+        if a.columns.is_empty() {
+            out.push(
+                Diagnostic::error(
+                    "the condition names no column, expected e.g. { plan = \"premium\" }",
+                )
+                .field(a.field.clone())
+                .at(file, Some(a.span.clone())),
+            );
+            continue;
+        }
+        found.push(Audience {
+            block,
+            except: a.except,
+            columns,
+            field: a.field.clone(),
+        });
+    }
+    found
 }
 
 /// Reads and validates the manifest at `path`.

@@ -14,6 +14,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile, closest};
+use crate::model::{BlockRef, SectionKind};
 
 /// A value and where it was written.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +83,24 @@ pub struct RawIssue {
     pub heads: Option<(Range<usize>, RawHeads)>,
     /// `[closing]`.
     pub closing: Option<(Range<usize>, RawClosing)>,
+    /// `only_for` / `except_for` conditions, wherever they were written.
+    pub audiences: Vec<RawAudience>,
+}
+
+/// `only_for = { plan = "premium" }` or `except_for = { … }` on a block:
+/// each column must hold one of the values.
+#[derive(Debug, Clone, Default)]
+pub struct RawAudience {
+    /// The block, set by the reader of its table.
+    pub block: Option<BlockRef>,
+    /// True for `except_for`.
+    pub except: bool,
+    /// Where the condition was written.
+    pub span: Range<usize>,
+    /// Dotted field path of the condition, for messages.
+    pub field: String,
+    /// Column name and the values that match.
+    pub columns: Vec<(At<String>, Vec<At<String>>)>,
 }
 
 /// `[editorial]` as written.
@@ -245,6 +264,12 @@ fn read_issue(t: &Table<'_, '_>, out: &mut Diagnostics) -> RawIssue {
         sections.finish(out);
     }
     raw.editorial = t.table("editorial", out).map(|ed| {
+        audiences(
+            &ed,
+            BlockRef::Section(SectionKind::Editorial),
+            &mut raw.audiences,
+            out,
+        );
         let v = RawEditorial {
             author: ed.string("author", out),
             signature: ed.string("signature", out),
@@ -254,7 +279,14 @@ fn read_issue(t: &Table<'_, '_>, out: &mut Diagnostics) -> RawIssue {
         (ed.span.clone(), v)
     });
     raw.articles = t.tables("articles", out).map(|(span, list)| {
-        let items = list.into_iter().map(|a| read_article(&a, out)).collect();
+        let items = list
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| {
+                audiences(&a, BlockRef::Article(i), &mut raw.audiences, out);
+                read_article(&a, out)
+            })
+            .collect();
         (span, items)
     });
     raw.events = t.tables("events", out).map(|(span, list)| {
@@ -262,10 +294,23 @@ fn read_issue(t: &Table<'_, '_>, out: &mut Diagnostics) -> RawIssue {
         (span, items)
     });
     raw.news = t.tables("news", out).map(|(span, list)| {
-        let items = list.into_iter().map(|n| read_news(&n, out)).collect();
+        let items = list
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| {
+                audiences(&n, BlockRef::News(i), &mut raw.audiences, out);
+                read_news(&n, out)
+            })
+            .collect();
         (span, items)
     });
     raw.column = t.table("column", out).map(|c| {
+        audiences(
+            &c,
+            BlockRef::Section(SectionKind::Column),
+            &mut raw.audiences,
+            out,
+        );
         let v = RawColumn {
             kicker: c.string("kicker", out),
             title: c.string("title", out),
@@ -275,8 +320,18 @@ fn read_issue(t: &Table<'_, '_>, out: &mut Diagnostics) -> RawIssue {
         c.finish(out);
         (c.span.clone(), v)
     });
-    raw.heads = t.table("heads", out).map(|h| read_heads(&h, out));
-    raw.closing = t.table("closing", out).map(|c| read_closing(&c, out));
+    raw.heads = t
+        .table("heads", out)
+        .map(|h| read_heads(&h, &mut raw.audiences, out));
+    raw.closing = t.table("closing", out).map(|c| {
+        audiences(
+            &c,
+            BlockRef::Section(SectionKind::Closing),
+            &mut raw.audiences,
+            out,
+        );
+        read_closing(&c, out)
+    });
     raw
 }
 
@@ -289,6 +344,34 @@ fn read_section_order(sections: &Table<'_, '_>, raw: &mut RawIssue, out: &mut Di
             }
         }
         labels.finish(out);
+    }
+}
+
+/// Reads `only_for` and `except_for` of a block's table.
+fn audiences(
+    t: &Table<'_, '_>,
+    block: BlockRef,
+    found: &mut Vec<RawAudience>,
+    out: &mut Diagnostics,
+) {
+    for (key, except) in [("only_for", false), ("except_for", true)] {
+        let Some(cond) = t.table(key, out) else {
+            continue;
+        };
+        let mut a = RawAudience {
+            block: Some(block),
+            except,
+            span: cond.span.clone(),
+            field: cond.path.clone(),
+            columns: Vec::new(),
+        };
+        for column in cond.keys() {
+            if let Some(values) = cond.strings(&column.value, out) {
+                a.columns.push((column, values));
+            }
+        }
+        cond.finish(out);
+        found.push(a);
     }
 }
 
@@ -330,13 +413,19 @@ fn read_news(n: &Table<'_, '_>, out: &mut Diagnostics) -> RawNews {
     v
 }
 
-fn read_heads(h: &Table<'_, '_>, out: &mut Diagnostics) -> (Range<usize>, RawHeads) {
+fn read_heads(
+    h: &Table<'_, '_>,
+    found: &mut Vec<RawAudience>,
+    out: &mut Diagnostics,
+) -> (Range<usize>, RawHeads) {
+    audiences(h, BlockRef::Section(SectionKind::Heads), found, out);
     let mut v = RawHeads {
         call_to_action: h.string("call_to_action", out),
         people: Vec::new(),
     };
     if let Some((_, people)) = h.tables("people", out) {
-        for p in people {
+        for (i, p) in people.into_iter().enumerate() {
+            audiences(&p, BlockRef::Person(i), found, out);
             v.people.push(RawPerson {
                 span: p.span.clone(),
                 name: p.string("name", out),
@@ -489,6 +578,22 @@ impl<'a, 'i> Table<'a, 'i> {
             value,
             span: v.span(),
         })
+    }
+
+    /// A string or a list of strings.
+    fn strings(&self, key: &str, out: &mut Diagnostics) -> Option<Vec<At<String>>> {
+        let v = self.get(key)?;
+        match v.get_ref() {
+            DeValue::String(s) => Some(vec![At {
+                value: s.to_string(),
+                span: v.span(),
+            }]),
+            DeValue::Array(_) => self.string_array(key, out).map(|a| a.value),
+            _ => {
+                self.type_error(key, v, "a string or a list of strings", out);
+                None
+            }
+        }
     }
 
     fn string_array(&self, key: &str, out: &mut Diagnostics) -> Option<At<Vec<At<String>>>> {
