@@ -8,7 +8,7 @@
 //! | `/text.txt` | the plain-text alternative |
 //! | `/events` | Server-Sent Events: a `reload` event with the new version after every rendering |
 //!
-//! Every request first passes [`guard`]: only loopback `Host` names and
+//! Every request first passes `guard`: only loopback `Host` names and
 //! only GET.
 
 use std::convert::Infallible;
@@ -58,7 +58,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) -> io::Result<()>
     axum::serve(listener, router(shared)).await
 }
 
-/// The preview's routes, behind [`guard`].
+/// The preview's routes, behind a guard that refuses other hosts and methods.
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/", get(wrapper))
