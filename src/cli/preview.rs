@@ -10,7 +10,7 @@ use briefing::clock::Clock;
 use briefing::compose::variants::{self, Variant};
 use briefing::compose::{manifest, render};
 use briefing::config::Config;
-use briefing::preview::{self, watch};
+use briefing::preview::{self, server, watch};
 
 use super::{CliError, CliResult, Context, SharedClock, exit};
 
@@ -88,7 +88,7 @@ fn reader(email: Option<&str>, config: &Config) -> Result<Recipient, CliError> {
 /// Runs `briefing preview ISSUE --watch`.
 fn live(issue: &Path, listen: &str, config_path: Option<&Path>, clock: &dyn Clock) -> CliResult {
     // The preview shows unpublished text, so it is only for this machine.
-    if !watch::is_loopback(listen) {
+    if !server::is_loopback(listen) {
         return Err(CliError::input(format!(
             "--listen {listen}: expected a loopback address such as 127.0.0.1:4000 (the preview shows unpublished issues)"
         )));
@@ -113,7 +113,7 @@ fn live(issue: &Path, listen: &str, config_path: Option<&Path>, clock: &dyn Cloc
     let server = std::thread::spawn(move || {
         let result = runtime.block_on(async {
             tokio::select! {
-                r = watch::serve(listener, shared) => r,
+                r = server::serve(listener, shared) => r,
                 _ = tokio::signal::ctrl_c() => Ok(()),
             }
         });

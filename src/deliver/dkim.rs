@@ -34,9 +34,47 @@
 //! does the cryptography; this module selects the fields, hashes the body
 //! and assembles the signature itself instead of using `DkimSigner`, which
 //! hashes the body once per key, one byte per call, and puts every listed
-//! but absent field into `h=`. It also works around mail-auth folding the
-//! field right before its final `;`, which dkimpy rejects (see
-//! `write_field`).
+//! but absent field into `h=`. It also works around two mail-auth defects
+//! that make dkimpy reject the signature: the field folded right before its
+//! final `;` (see `write_field`), and whitespace-only lines at the end of
+//! the body kept by the relaxed body canonicalization (see
+//! `relaxed_body_hash`).
+//!
+//! # Why not a newer mail-auth (checked with 0.13.3, 0.14 and 0.15.1)
+//!
+//! Signing with each version's own `DkimSigner` (RSA-2048 and Ed25519,
+//! relaxed/relaxed, `h=` as here with oversigning) and verifying with
+//! dkimpy 1.1.8, over the messages of `tests/dkim.rs` (lettre multiparts
+//! of 0 to 300 lines, with and without Reply-To and Feedback-ID, a long
+//! folded Subject, bodies ending in blank lines, the whitespace edge cases,
+//! an empty body, a repeated Subject) and one message for each of the
+//! 2,048 subsets of [`SIGNED_HEADERS`] beyond `From`:
+//!
+//! * 0.13.3, the newest that builds on rustc 1.95: both defects remain.
+//!   135 of the 2,079 messages get `b=...\r\n\t;` and their RSA
+//!   signature fails ("signature does not verify"); bodies ending in
+//!   `" \r\n"` or `" \t\r\n"` lines fail both signatures ("body hash
+//!   mismatch").
+//! * 0.15.1 fixes both (it folds only before a character, and 0.15.0
+//!   fixed the body, mail-auth #62): all 4,158 signatures pass. But 0.14
+//!   and later need mail-parser 1.0, whose `rust-version` is 1.98, so cargo
+//!   refuses them on our 1.95 (the check above was built with
+//!   `--ignore-rust-version`). They also:
+//!   - compile in a DNS resolver (hickory; `compile_error!` without one);
+//!   - with the aws-lc-rs backend (the other is the slow pure-Rust `rsa`),
+//!     build a second aws-lc-sys (0.46) beside aws-lc-rs 1.19's (0.47);
+//!   - set `t=` from the system clock only (the variants taking a time are
+//!     crate-private), so `t=` would stop following `BRIEFING_NOW`;
+//!   - make the canonicalization functions used here crate-private;
+//!   - hash the body once per key in `DkimSigner`: on a 142 KB message,
+//!     RSA + Ed25519 ran at 1,380 signings per CPU-second against 1,950
+//!     here (RSA alone 1,920 against 2,100; both on aws-lc-rs).
+//!
+//! When the toolchain reaches 1.98, the switch is `DkimSigner` per message
+//! with a borrowed key, giving up the injected `t=` and one body hash; the
+//! tests `no_folding_before_the_final_semicolon` and
+//! `mail_auth_keeps_trailing_whitespace_lines` fail once an upgrade makes a
+//! workaround unnecessary.
 //!
 //! Keys: RSA in PKCS#1 (`BEGIN RSA PRIVATE KEY`) or PKCS#8
 //! (`BEGIN PRIVATE KEY`) PEM, at least [`MIN_RSA_BITS`] bits; Ed25519 in
@@ -1046,6 +1084,26 @@ mod tests {
                 sha2::Sha256::digest(&canonical),
                 "{:?}",
                 String::from_utf8_lossy(&body)
+            );
+        }
+    }
+
+    #[test]
+    fn mail_auth_keeps_trailing_whitespace_lines() {
+        // The defect `relaxed_body_hash` exists for (RFC 6376 §3.4.4 drops
+        // these lines). When this fails, mail-auth's canonicalization is
+        // right and can replace ours.
+        for body in [&b"a\r\n \r\n"[..], b"a\r\n\t \r\n\r\n"] {
+            let mut canonical: Vec<u8> = Vec::new();
+            Canonicalization::Relaxed
+                .canonical_body(body, u64::MAX)
+                .write(&mut canonical);
+            assert_eq!(relaxed_body_hash(body), sha(b"a\r\n"));
+            assert_ne!(
+                sha2::Sha256::digest(&canonical),
+                relaxed_body_hash(body),
+                "{:?}",
+                String::from_utf8_lossy(&canonical)
             );
         }
     }

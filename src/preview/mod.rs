@@ -1,6 +1,11 @@
 //! Previews on disk: the HTML for a browser, the text, and the `.eml` a mail
 //! client opens, all exactly as one recipient would get them.
+//!
+//! The live preview (`preview --watch`) is [`watch`] (render, watch the
+//! files, render again) and [`server`] (show the latest rendering in the
+//! browser and tell it to reload).
 
+pub mod server;
 pub mod watch;
 
 use std::path::{Path, PathBuf};

@@ -1,28 +1,20 @@
-//! The live preview behind `briefing preview ISSUE --watch`.
+//! The live preview behind `briefing preview ISSUE --watch`: rendering and
+//! watching.
 //!
 //! A [`Session`] renders the issue into a [`Snapshot`] (the email at
 //! desktop and phone width, the plain text and what `check` would say),
 //! watches the files it was made from and renders it again after they
-//! change. [`serve`] shows the latest snapshot on a loopback HTTP server and
-//! tells open pages to reload through Server-Sent Events at `/events`.
-//!
-//! The server speaks just enough HTTP/1.1 for a browser on the same
-//! machine: GET requests, one per connection. axum's SSE support needs a
-//! `futures` stream type that no direct dependency provides.
+//! change. [`Shared`] hands the latest snapshot, and a signal for each new
+//! one, to [`super::server`], which shows it in the browser.
 
 use std::collections::BTreeSet;
-use std::io;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use maud::{DOCTYPE, PreEscaped, html};
 use notify::{EventKind, RecursiveMode, Watcher};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 use crate::audience::recipient::Recipient;
 use crate::audience::{lists, token};
@@ -69,6 +61,23 @@ impl Snapshot {
                 if e == 1 { "" } else { "s" },
                 if w == 1 { "" } else { "s" }
             ),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Snapshot {
+    /// A clean snapshot that depends on no file, for the server's tests.
+    pub(crate) fn for_test(version: u64, title: &str, email: &str) -> Self {
+        Self {
+            version,
+            title: title.into(),
+            email: Some(email.into()),
+            text: Some("text".into()),
+            problems: String::new(),
+            errors: 0,
+            warnings: 0,
+            watched: WatchSet::default(),
         }
     }
 }
@@ -216,20 +225,7 @@ fn render_snapshot(
         .collect();
     let (loaded, rendered, problems) = (checked.loaded, checked.rendered, checked.problems);
     let reader = Recipient::new(PREVIEW_READER, "");
-    let mut extra = String::new();
-    let url = match token::Secret::from_config(&config, true) {
-        Ok(secret) => token::unsubscribe_url(
-            &config,
-            &secret.token(&config.sender.list_id, PREVIEW_READER),
-        ),
-        Err(e) => {
-            extra = format!("note: the unsubscribe link is a placeholder: {e}\n");
-            format!(
-                "{}/PREVIEW",
-                config.unsubscribe.base_url.trim_end_matches('/')
-            )
-        }
-    };
+    let (url, extra) = unsubscribe_url(&config);
     let (errors, warnings) = counts(&problems);
     Snapshot {
         version,
@@ -240,6 +236,27 @@ fn render_snapshot(
         errors,
         warnings,
         watched,
+    }
+}
+
+/// The stand-in reader's unsubscribe link, and a note for the check part
+/// when there is no secret to make a real one with.
+fn unsubscribe_url(config: &Config) -> (String, String) {
+    match token::Secret::from_config(config, true) {
+        Ok(secret) => (
+            token::unsubscribe_url(
+                config,
+                &secret.token(&config.sender.list_id, PREVIEW_READER),
+            ),
+            String::new(),
+        ),
+        Err(e) => (
+            format!(
+                "{}/PREVIEW",
+                config.unsubscribe.base_url.trim_end_matches('/')
+            ),
+            format!("note: the unsubscribe link is a placeholder: {e}\n"),
+        ),
     }
 }
 
@@ -256,7 +273,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    fn new(first: Snapshot) -> Self {
+    pub(crate) fn new(first: Snapshot) -> Self {
         let (version, _) = tokio::sync::watch::channel(first.version);
         Self {
             current: RwLock::new(Arc::new(first)),
@@ -272,7 +289,13 @@ impl Shared {
         }
     }
 
-    fn publish(&self, snapshot: Snapshot) {
+    /// Signals each new snapshot's version; the value seen first is the
+    /// current one.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    pub(crate) fn publish(&self, snapshot: Snapshot) {
         let version = snapshot.version;
         match self.current.write() {
             Ok(mut g) => *g = Arc::new(snapshot),
@@ -411,309 +434,9 @@ impl Session {
     }
 }
 
-/// True when every address `listen` names is a loopback one.
-pub fn is_loopback(listen: &str) -> bool {
-    use std::net::ToSocketAddrs;
-    match listen.to_socket_addrs() {
-        Ok(addrs) => {
-            let addrs: Vec<SocketAddr> = addrs.collect();
-            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
-        }
-        Err(_) => false,
-    }
-}
-
-/// Serves the preview until the listener fails; run it with a shutdown
-/// signal in `tokio::select!`.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) -> io::Result<()> {
-    loop {
-        let (stream, _) = listener.accept().await?;
-        let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            // A browser that goes away mid-response is not an error worth
-            // reporting.
-            let _ = handle(stream, shared).await;
-        });
-    }
-}
-
-const MAX_HEAD: usize = 16 * 1024;
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-async fn handle(mut stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
-    let head = match tokio::time::timeout(Duration::from_secs(10), read_head(&mut stream)).await {
-        Ok(Ok(h)) => h,
-        _ => return Ok(()),
-    };
-    let mut lines = head.split("\r\n");
-    let mut request = lines.next().unwrap_or("").split(' ');
-    let (method, target) = (request.next().unwrap_or(""), request.next().unwrap_or(""));
-    let host = lines
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("host"))
-        .map(|(_, v)| v.trim().to_string());
-    // A page elsewhere could point its own name at 127.0.0.1 (DNS
-    // rebinding) and read the unpublished issue; only loopback names pass.
-    if !host.as_deref().is_some_and(is_loopback_host) {
-        return respond(
-            &mut stream,
-            "403 Forbidden",
-            "text/plain; charset=utf-8",
-            b"loopback only\n",
-            &[],
-        )
-        .await;
-    }
-    if method != "GET" {
-        return respond(
-            &mut stream,
-            "405 Method Not Allowed",
-            "text/plain; charset=utf-8",
-            b"GET only\n",
-            &[],
-        )
-        .await;
-    }
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let snap = shared.current();
-    match path {
-        "/" => {
-            let page = wrapper_page(&snap);
-            respond(
-                &mut stream,
-                "200 OK",
-                "text/html; charset=utf-8",
-                page.as_bytes(),
-                &[],
-            )
-            .await
-        }
-        "/email.html" => {
-            let body = match &snap.email {
-                Some(html) => html.clone(),
-                None => problems_page(&snap),
-            };
-            // The email must behave as in an inbox, where no script runs.
-            let csp = [("Content-Security-Policy", "script-src 'none'")];
-            respond(
-                &mut stream,
-                "200 OK",
-                "text/html; charset=utf-8",
-                body.as_bytes(),
-                &csp,
-            )
-            .await
-        }
-        "/text.txt" => {
-            let body = snap.text.clone().unwrap_or_else(|| snap.problems.clone());
-            respond(
-                &mut stream,
-                "200 OK",
-                "text/plain; charset=utf-8",
-                body.as_bytes(),
-                &[],
-            )
-            .await
-        }
-        "/events" => {
-            let since = query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("since="))
-                .and_then(|v| v.parse::<u64>().ok());
-            events(stream, &shared, since).await
-        }
-        _ => {
-            respond(
-                &mut stream,
-                "404 Not Found",
-                "text/plain; charset=utf-8",
-                b"not found\n",
-                &[],
-            )
-            .await
-        }
-    }
-}
-
-fn is_loopback_host(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
-    };
-    name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-async fn read_head(stream: &mut TcpStream) -> io::Result<String> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        if buf.len() > MAX_HEAD {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "request head too large",
-            ));
-        }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    Ok(String::from_utf8_lossy(&buf).into_owned())
-}
-
-async fn respond(
-    stream: &mut TcpStream,
-    status: &str,
-    content_type: &str,
-    body: &[u8],
-    extra: &[(&str, &str)],
-) -> io::Result<()> {
-    let mut head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in extra {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
-    stream.shutdown().await
-}
-
-/// The event stream: a `reload` event with the new version after every
-/// rendering, and one at once when the page is older than the snapshot.
-async fn events(mut stream: TcpStream, shared: &Shared, since: Option<u64>) -> io::Result<()> {
-    let mut rx = shared.version.subscribe();
-    stream
-        .write_all(
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\
-              Connection: close\r\n\r\nretry: 500\n: connected\n\n",
-        )
-        .await?;
-    let now = *rx.borrow_and_update();
-    if since.is_some_and(|v| v != now) {
-        stream.write_all(reload_event(now).as_bytes()).await?;
-    }
-    loop {
-        tokio::select! {
-            changed = rx.changed() => {
-                if changed.is_err() {
-                    return Ok(());
-                }
-                let v = *rx.borrow_and_update();
-                stream.write_all(reload_event(v).as_bytes()).await?;
-            }
-            // Writing is how a closed page is noticed.
-            () = tokio::time::sleep(KEEP_ALIVE) => stream.write_all(b": keep-alive\n\n").await?,
-        }
-    }
-}
-
-fn reload_event(version: u64) -> String {
-    format!("event: reload\ndata: {version}\n\n")
-}
-
-const WRAPPER_STYLE: &str = "\
-body{margin:0;padding:16px;background:#e8e8e8;color:#1a1a1a;font:15px/1.4 Helvetica,Arial,sans-serif}\n\
-h1{margin:0;font-size:20px}\n\
-h2{margin:24px 0 8px;font-size:16px}\n\
-.status{margin:4px 0 0;color:#555}\n\
-.bad{color:#a61c1c}\n\
-.frames{display:flex;gap:24px;align-items:flex-start;overflow-x:auto;margin-top:16px}\n\
-figure{margin:0}\n\
-figcaption{margin:0 0 4px;color:#555;font-size:13px}\n\
-iframe{display:block;height:85vh;border:1px solid #bbb;background:#fff}\n\
-pre{margin:0;padding:12px;background:#fff;border:1px solid #bbb;white-space:pre-wrap;overflow-wrap:anywhere;\
-font:13px/1.45 Menlo,Consolas,monospace}\n";
-
-/// Reloads on a `reload` event and keeps the scroll position across it.
-fn reload_script(version: u64) -> String {
-    format!(
-        "(function(){{var k='briefing-preview-scroll',y=sessionStorage.getItem(k);\
-if(y!==null){{sessionStorage.removeItem(k);window.scrollTo(0,+y);}}\
-var es=new EventSource('/events?since={version}');\
-es.addEventListener('reload',function(){{es.close();sessionStorage.setItem(k,String(window.scrollY));location.reload();}});}})();"
-    )
-}
-
-/// The page around the email, the only one with a script.
-fn wrapper_page(snap: &Snapshot) -> String {
-    let bad = snap.errors > 0;
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width,initial-scale=1";
-                title { "Preview: " (snap.title) }
-                style { (PreEscaped(WRAPPER_STYLE)) }
-            }
-            body {
-                header {
-                    h1 { (snap.title) }
-                    p.status.bad[bad] { (snap.status()) " · rendering " (snap.version) }
-                }
-                @if !snap.problems.is_empty() {
-                    h2 { "Check" }
-                    pre { (snap.problems) }
-                }
-                @if snap.email.is_some() {
-                    div.frames {
-                        figure {
-                            figcaption { "Desktop, 640 px" }
-                            iframe src={ "/email.html?v=" (snap.version) } width="640" title="Email at desktop width"
-                                sandbox="allow-popups allow-popups-to-escape-sandbox" style="width:640px" {}
-                        }
-                        figure {
-                            figcaption { "Phone, 375 px" }
-                            iframe src={ "/email.html?v=" (snap.version) } width="375" title="Email at phone width"
-                                sandbox="allow-popups allow-popups-to-escape-sandbox" style="width:375px" {}
-                        }
-                    }
-                }
-                @if let Some(text) = &snap.text {
-                    h2 { "Plain text" }
-                    pre { (text) }
-                }
-                script { (PreEscaped(reload_script(snap.version))) }
-            }
-        }
-    }
-    .into_string()
-}
-
-/// What `/email.html` shows while the issue does not load.
-fn problems_page(snap: &Snapshot) -> String {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head { meta charset="utf-8"; title { (snap.title) } }
-            body { pre { (snap.problems) } }
-        }
-    }
-    .into_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_loopback_names_and_addresses_pass() {
-        assert!(is_loopback_host("127.0.0.1:4000"));
-        assert!(is_loopback_host("localhost:4000"));
-        assert!(is_loopback_host("[::1]:4000"));
-        assert!(!is_loopback_host("evil.example:4000"));
-        assert!(!is_loopback_host("192.168.1.2:4000"));
-        assert!(is_loopback("127.0.0.1:0"));
-        assert!(!is_loopback("0.0.0.0:4000"));
-    }
 
     #[test]
     fn scratch_files_and_unrelated_files_do_not_count() {
@@ -738,23 +461,5 @@ mod tests {
             vec![(root.clone(), true)],
             "one recursive watch covers the others"
         );
-    }
-
-    #[test]
-    fn the_email_page_never_gets_the_reload_script() {
-        let snap = Snapshot {
-            version: 3,
-            title: "T <b>".into(),
-            email: Some("<!DOCTYPE html><p>mail</p>".into()),
-            text: Some("text".into()),
-            problems: String::new(),
-            errors: 0,
-            warnings: 0,
-            watched: WatchSet::default(),
-        };
-        let page = wrapper_page(&snap);
-        assert!(page.contains("EventSource('/events?since=3')"), "{page}");
-        assert!(page.contains("T &lt;b&gt;"), "{page}");
-        assert!(!snap.email.unwrap().contains("EventSource"));
     }
 }
