@@ -533,7 +533,7 @@ pub fn section(section: &Section, issue: &Issue, marks: &Marks) -> Markup {
     html! {
         tr {
             td.px style=(SECTION_CELL) {
-                h2 id=(Txt(&section.anchor)) style=(LABEL) { (Txt(&section.label)) }
+                h2 style=(LABEL) { (target(&section.anchor)) (Txt(&section.label)) }
                 @match &section.content {
                     SectionContent::Editorial(e) => (editorial(e, marks)),
                     SectionContent::Articles(articles) => {
@@ -570,7 +570,7 @@ fn editorial(e: &Editorial, marks: &Marks) -> Markup {
 fn article(a: &Article, marks: &Marks) -> Markup {
     html! {
         p.k style=(KICKER) { (Txt(&a.kicker)) }
-        h2 id=(Txt(&a.anchor)) style=(TITLE) { (Txt(&a.title)) }
+        h2 style=(TITLE) { (target(&a.anchor)) (Txt(&a.title)) }
         p.m style=(BYLINE) { "By " (Txt(&a.author)) }
         (body(&a.body, marks))
     }
@@ -582,13 +582,15 @@ fn event(e: &Event, issue: &Issue) -> Markup {
         p style=(EVENT_TIME) {
             time datetime=(timefmt::rfc3339(&e.start)) style=(TIME) { (Txt(&when)) }
         }
+        // The title is the link: its own words say where it goes in every
+        // client, where a "More" link needs an aria-label that Yahoo, AOL
+        // and Windows Mail drop.
         p style=(P) {
-            (Txt(&e.organizer)) ", " (Txt(&e.kind)) ": " (Txt(&e.title))
+            (Txt(&e.organizer)) ", " (Txt(&e.kind)) ": "
             @if let Some(url) = safe_url(&e.url) {
-                " "
-                a href=(Txt(url)) style=(LINK_SERIF) aria-label={ "More: " (Txt(&e.title)) } {
-                    "More"
-                }
+                a href=(Txt(url)) style=(LINK_SERIF) { (Txt(&e.title)) }
+            } @else {
+                (Txt(&e.title))
             }
         }
     }
@@ -606,7 +608,7 @@ fn news_item(n: &NewsItem, marks: &Marks) -> Markup {
         _ => (None, n.body.blocks.as_slice()),
     };
     html! {
-        h3 id=(Txt(&n.anchor)) style=(H3) { (Txt(&n.title)) }
+        h3 style=(H3) { (target(&n.anchor)) (Txt(&n.title)) }
         (blocks(rest, marks))
         @if let Some(inl) = last {
             p style=(P) {
@@ -868,6 +870,14 @@ impl Render for Txt<'_> {
     fn render_to(&self, buffer: &mut String) {
         clean(self.0).as_ref().render_to(buffer);
     }
+}
+
+/// The target of a contents link, first inside its heading. Gmail on the
+/// desktop, Outlook for Windows and Yahoo jump only to an empty `<a>` with
+/// a `name`; other clients follow the `id`. Both sit on this element, since
+/// HTML allows a `name` to equal no id but its own element's.
+fn target(anchor: &str) -> Markup {
+    html! { a id=(Txt(anchor)) name=(Txt(anchor)) {} }
 }
 
 fn clean(s: &str) -> Cow<'_, str> {
