@@ -60,6 +60,7 @@ fn publisher() -> Publisher {
             TimeZone::get("Europe/Berlin").unwrap(),
             TimeZone::get("Asia/Shanghai").unwrap(),
         ],
+        zone_labels: Default::default(),
         stylesheet: briefing::compose::stylesheet::prepare_stylesheet(
             briefing::compose::stylesheet::DEFAULT_STYLESHEET,
         )
@@ -616,7 +617,8 @@ fn header_and_contents_link_every_section_and_article() {
 fn events_carry_machine_readable_times_and_link_their_titles() {
     let out = filled(&html::render(&small_issue()));
     assert!(out.contains(
-        "<time datetime=\"2025-01-23T18:00:00+01:00\" style=\"color:#1a1a1a;font-family:Helvetica,Arial,sans-serif\">Jan. 23, 2025; 6 p.m. CET (Jan 24, 1 a.m. CST)</time>"
+        "<time datetime=\"2025-01-23T18:00:00+01:00\" style=\"color:#1a1a1a;font-family:Helvetica,Arial,sans-serif\">\
+         Jan.&nbsp;23, 2025; 6&nbsp;p.m.&nbsp;CET (Jan&nbsp;24, 1&nbsp;a.m.&nbsp;UTC+8)</time>"
     ));
     // The title is the link text, so no client needs an aria-label to
     // tell where it goes.

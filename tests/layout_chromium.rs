@@ -186,6 +186,7 @@ fn long_issue(image_size: Option<(u32, u32)>) -> Issue {
                 TimeZone::get("Europe/Berlin").unwrap(),
                 TimeZone::get("Asia/Shanghai").unwrap(),
             ],
+            zone_labels: Default::default(),
             stylesheet: briefing::compose::stylesheet::prepare_stylesheet(
                 briefing::compose::stylesheet::DEFAULT_STYLESHEET,
             )
