@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Deserialize;
+use toml::Spanned;
+use unicode_width::UnicodeWidthStr;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile, closest};
 
@@ -71,6 +73,10 @@ pub struct NewsletterConfig {
     pub time_zone: String,
     /// Zones every event time is shown in, the first leading.
     pub event_zones: Vec<String>,
+    /// What readers see for an event zone in place of its abbreviation, by
+    /// IANA name: `"Asia/Shanghai" = "Beijing time"`. Spans locate errors.
+    #[serde(default)]
+    pub zone_labels: BTreeMap<Spanned<String>, Spanned<String>>,
     /// Postal address for the footer (required in bulk mail).
     pub postal_address: String,
     /// Why the reader receives the newsletter.
@@ -504,6 +510,7 @@ impl Config {
                 );
             }
         }
+        check_zone_labels(&self.newsletter, file, out);
         if self.newsletter.event_zones.is_empty() {
             out.push(
                 Diagnostic::error("no event zones, expected at least one IANA zone name")
@@ -644,6 +651,61 @@ impl Config {
                     )),
                 ));
             }
+        }
+    }
+}
+
+/// Display columns a zone label may take. The label and a time such as
+/// "12:30 p.m." are held on one line, and at 375 px an event's bold time
+/// line holds about 36 columns.
+pub const MAX_ZONE_LABEL_WIDTH: usize = 24;
+
+/// Each zone label names a zone that event times show, in a few words.
+fn check_zone_labels(newsletter: &NewsletterConfig, file: &Arc<SourceFile>, out: &mut Diagnostics) {
+    const FIELD: &str = "newsletter.zone_labels";
+    let shown: Vec<String> = newsletter
+        .event_zones
+        .iter()
+        .filter_map(|z| jiff::tz::TimeZone::get(z).ok())
+        .filter_map(|tz| tz.iana_name().map(str::to_string))
+        .collect();
+    for (zone, label) in &newsletter.zone_labels {
+        let at = |d: Diagnostic, span: std::ops::Range<usize>| d.field(FIELD).at(file, Some(span));
+        match jiff::tz::TimeZone::get(zone.get_ref()) {
+            Err(_) => out.push(at(
+                Diagnostic::error(format!(
+                    "unknown time zone `{}`, expected an IANA name such as `Asia/Shanghai`",
+                    zone.get_ref()
+                )),
+                zone.span(),
+            )),
+            Ok(tz) if !tz.iana_name().is_some_and(|n| shown.iter().any(|s| s == n)) => {
+                out.push(at(
+                    Diagnostic::error(format!(
+                        "`{}` is not one of newsletter.event_zones ({}), expected a zone event times are shown in",
+                        zone.get_ref(),
+                        newsletter.event_zones.join(", ")
+                    )),
+                    zone.span(),
+                ));
+            }
+            Ok(_) => {}
+        }
+        let text = label.get_ref();
+        let problem = if text.trim().is_empty() {
+            Some("the label is empty, expected the name readers should see, such as \"Beijing time\"".to_string())
+        } else if text.chars().any(char::is_control) {
+            Some("the label holds a control character, expected plain text".to_string())
+        } else if text.width() > MAX_ZONE_LABEL_WIDTH {
+            Some(format!(
+                "the label is {} columns wide, expected at most {MAX_ZONE_LABEL_WIDTH} so a time and its zone fit on one line of a phone screen",
+                text.width()
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            out.push(at(Diagnostic::error(message), label.span()));
         }
     }
 }
@@ -821,5 +883,94 @@ mod tests {
         assert_eq!(d.field.as_deref(), Some("sender.list_id"));
         assert!(d.message.contains("U+000D"), "{}", d.message);
         assert!(d.position().is_some());
+    }
+
+    /// The embedded config with its zone labels replaced by `labels`.
+    fn with_labels(labels: &str) -> Result<Config, Diagnostics> {
+        let text = EMBEDDED.replace(
+            "\"Asia/Shanghai\" = \"Beijing time\"\n",
+            &format!("{labels}\n"),
+        );
+        assert_ne!(text, EMBEDDED, "the embedded config labels Asia/Shanghai");
+        Config::parse(&text, "config.toml", Path::new("."))
+    }
+
+    /// Each problem as `line: message`.
+    fn problems(d: &Diagnostics) -> Vec<String> {
+        d.iter()
+            .map(|d| format!("{}: {}", d.position().map_or(0, |(_, l, _)| l), d.message))
+            .collect()
+    }
+
+    fn line_of(needle: &str, labels: &str) -> usize {
+        let text = EMBEDDED.replace("\"Asia/Shanghai\" = \"Beijing time\"", labels);
+        let at = text.rfind(needle).unwrap();
+        text[..at].matches('\n').count() + 1
+    }
+
+    #[test]
+    fn zone_labels_are_read_by_iana_name() {
+        let c = with_labels("\"Asia/Shanghai\" = \"Beijing time\"\n\"Europe/Berlin\" = \"Berlin\"")
+            .unwrap();
+        let labels: Vec<(&str, &str)> = c
+            .newsletter
+            .zone_labels
+            .iter()
+            .map(|(k, v)| (k.get_ref().as_str(), v.get_ref().as_str()))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("Asia/Shanghai", "Beijing time"),
+                ("Europe/Berlin", "Berlin")
+            ]
+        );
+        assert!(with_labels("").unwrap().newsletter.zone_labels.is_empty());
+    }
+
+    #[test]
+    fn bad_zone_labels_are_errors_at_their_line() {
+        let labels = "\"Asia/Shanghia\" = \"Beijing time\"\n\
+                      \"America/Chicago\" = \"Chicago time\"\n\
+                      \"Europe/Berlin\" = \" \"";
+        let err = with_labels(labels).unwrap_err();
+        assert_eq!(
+            problems(&err),
+            [
+                format!(
+                    "{}: `America/Chicago` is not one of newsletter.event_zones (Europe/Berlin, Asia/Shanghai), expected a zone event times are shown in",
+                    line_of("\"America/Chicago\"", labels)
+                ),
+                format!(
+                    "{}: unknown time zone `Asia/Shanghia`, expected an IANA name such as `Asia/Shanghai`",
+                    line_of("\"Asia/Shanghia\"", labels)
+                ),
+                format!(
+                    "{}: the label is empty, expected the name readers should see, such as \"Beijing time\"",
+                    line_of("\" \"", labels)
+                ),
+            ]
+        );
+        assert!(err.render().contains("config.toml:"), "{}", err.render());
+    }
+
+    #[test]
+    fn a_zone_label_must_fit_a_phone_line_beside_its_time() {
+        let fits = format!(
+            "\"Asia/Shanghai\" = \"{}\"",
+            "x".repeat(MAX_ZONE_LABEL_WIDTH)
+        );
+        assert!(with_labels(&fits).is_ok());
+        let wide = "\"Asia/Shanghai\" = \"北京时间北京时间北京时间北京时间\"";
+        let err = with_labels(wide).unwrap_err();
+        assert_eq!(
+            problems(&err),
+            [format!(
+                "{}: the label is 32 columns wide, expected at most 24 so a time and its zone fit on one line of a phone screen",
+                line_of("\"北京", wide)
+            )]
+        );
+        let unknown = EMBEDDED.replace("[newsletter.zone_labels]", "[newsletter.zone_label]");
+        assert!(Config::parse(&unknown, "config.toml", Path::new(".")).is_err());
     }
 }

@@ -4,6 +4,8 @@
 //! recipients; a field that the send step fills per recipient appears as an
 //! [`Inline::Field`] (a merge tag) and is left to [`crate::compose::render`].
 
+use std::collections::BTreeMap;
+
 use jiff::Zoned;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -47,6 +49,9 @@ pub struct Publisher {
     pub web_url: String,
     /// Zones in which every event's start is shown, the first one leading.
     pub event_zones: Vec<TimeZone>,
+    /// Names readers see for some of those zones ("Beijing time"), by IANA
+    /// name; a zone without one shows its unambiguous default.
+    pub zone_labels: BTreeMap<String, String>,
     /// Progressive-enhancement CSS for the email's `<style>` block, checked
     /// and without comments (from `templates/email.css`).
     pub stylesheet: String,

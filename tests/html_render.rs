@@ -60,6 +60,7 @@ fn publisher() -> Publisher {
             TimeZone::get("Europe/Berlin").unwrap(),
             TimeZone::get("Asia/Shanghai").unwrap(),
         ],
+        zone_labels: Default::default(),
         stylesheet: briefing::compose::stylesheet::prepare_stylesheet(
             briefing::compose::stylesheet::DEFAULT_STYLESHEET,
         )
@@ -595,6 +596,11 @@ fn header_and_contents_link_every_section_and_article() {
             "{}",
             s.anchor
         );
+        assert!(
+            out.contains(&format!("name=\"{}\"", s.anchor)),
+            "{}",
+            s.anchor
+        );
     }
     for anchor in [
         "why-the-cranes-came-late",
@@ -603,16 +609,26 @@ fn header_and_contents_link_every_section_and_article() {
     ] {
         assert!(out.contains(&format!("href=\"#{anchor}\"")), "{anchor}");
         assert!(out.contains(&format!("id=\"{anchor}\"")), "{anchor}");
+        assert!(out.contains(&format!("name=\"{anchor}\"")), "{anchor}");
     }
 }
 
 #[test]
-fn events_carry_machine_readable_times_and_named_links() {
+fn events_carry_machine_readable_times_and_link_their_titles() {
     let out = filled(&html::render(&small_issue()));
     assert!(out.contains(
-        "<time datetime=\"2025-01-23T18:00:00+01:00\" style=\"color:#1a1a1a;font-family:Helvetica,Arial,sans-serif\">Jan. 23, 2025; 6 p.m. CET (Jan 24, 1 a.m. CST)</time>"
+        "<time datetime=\"2025-01-23T18:00:00+01:00\" style=\"color:#1a1a1a;font-family:Helvetica,Arial,sans-serif\">\
+         Jan.&nbsp;23, 2025; 6&nbsp;p.m.&nbsp;CET (Jan&nbsp;24, 1&nbsp;a.m.&nbsp;UTC+8)</time>"
     ));
-    assert!(out.contains("aria-label=\"More: Cranes, Cargo &amp; Contracts\">More</a>"));
+    // The title is the link text, so no client needs an aria-label to
+    // tell where it goes.
+    assert!(out.contains(
+        "Port Institute, Webinar: <a href=\"https://events.example.org/cranes\" \
+         style=\"color:#0b5394;text-decoration:underline;font-family:Georgia,'Times New Roman',serif\">\
+         Cranes, Cargo &amp; Contracts</a>"
+    ));
+    assert!(!out.contains(">More</a>"));
+    assert_eq!(out.matches("aria-label=").count(), 1, "only the wrapper's");
 }
 
 #[test]

@@ -1,16 +1,22 @@
 //! Layout in a real engine: headless Chromium opens the rendered issue at
-//! phone (375 px) and column (600 px) widths, and nothing may stick out.
+//! phone (375 px) and column (600 px) widths, nothing may stick out, and no
+//! time or number with its unit may wrap.
 //!
 //! The fixture is built to break a careless layout: a 120-character URL as
 //! link text, a long unbroken word, CJK paragraphs without spaces, a long
-//! preformatted line and a photo 1,200 px wide. The email goes into an
-//! iframe of the width under test (headless Chromium will not open a window
-//! narrower than 500 px), and a measuring script in the surrounding test
-//! page reports what sticks out; the email itself never carries a script.
+//! preformatted line and a photo 1,200 px wide. Every body also holds a
+//! paragraph that repeats times and numbers with units behind fillers of
+//! changing length, so that at any width some of them meet a line's end;
+//! event times run in three zones, one of them labelled. The email goes into
+//! an iframe of the width under test (headless Chromium will not open a
+//! window narrower than 500 px), and a measuring script in the surrounding
+//! test page reports what sticks out and which phrases a line break split;
+//! the email itself never carries a script.
 //!
 //! Needs `chromium` (`apt-get install -y chromium`); set
 //! `BRIEFING_SKIP_BROWSER=1` to skip where no browser can be installed.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 mod support;
@@ -19,6 +25,7 @@ use support::browser::{chromium, headless};
 
 use briefing::audience::recipient::Recipient;
 use briefing::compose::render::html;
+use briefing::compose::timefmt;
 use briefing::model::{
     Article, Block, Body, Closing, Column, Editorial, Event, Heads, Image, Inline, Issue, Link,
     NewsItem, Person, Publisher, Section, SectionContent, SectionKind,
@@ -33,6 +40,18 @@ const LONG_WORD: &str =
 const CJK: &str = "小红书上的用户越来越多地讨论港口的新起重机以及夜班工人的生活这段文字没有空格因此浏览器必须在字符之间换行否则页面会变宽";
 const IMAGE_HOST: &str = "https://images.harbour.example.org/";
 const WIDTHS: [u32; 2] = [375, 600];
+/// Numbers with units and times as editors write them in prose.
+const UNIT_PHRASES: [&str; 8] = [
+    "$50/kWh",
+    "5 %",
+    "30 GW",
+    "11 p.m. CST",
+    "6:30 a.m. UTC+8",
+    "USD 52.7 bn",
+    "120 km/h",
+    "-3 °C",
+];
+const EVENT_ZONES: [&str; 3] = ["Europe/Berlin", "Asia/Shanghai", "America/New_York"];
 
 // ---------------------------------------------------------------- fixture
 
@@ -47,9 +66,24 @@ fn long_link() -> Inline {
     })
 }
 
+/// Prose in which every unit phrase sits behind fillers of every length
+/// from one to nine letters.
+fn units_paragraph() -> Block {
+    let mut prose = String::new();
+    for i in 0..UNIT_PHRASES.len() * 9 {
+        let filler = "w".repeat(1 + i % 9);
+        prose.push_str(&format!(
+            "{filler} {} ",
+            UNIT_PHRASES[i % UNIT_PHRASES.len()]
+        ));
+    }
+    Block::Paragraph(vec![text(prose.trim_end())])
+}
+
 fn long_body() -> Body {
     Body {
         blocks: vec![
+            units_paragraph(),
             Block::Paragraph(vec![
                 text("Read the full report at "),
                 long_link(),
@@ -83,10 +117,13 @@ fn section(kind: SectionKind, content: SectionContent) -> Section {
 /// An issue whose every text field holds something hard to wrap; the
 /// closing photo is 1,200 px wide, with or without size attributes.
 fn long_issue(image_size: Option<(u32, u32)>) -> Issue {
-    let start = date(2025, 1, 23)
-        .at(18, 0, 0, 0)
-        .in_tz("Europe/Berlin")
-        .unwrap();
+    let event = |start: jiff::Zoned| Event {
+        start,
+        organizer: LONG_WORD.into(),
+        kind: "Webinar".into(),
+        title: LONG_URL.into(),
+        url: LONG_URL.into(),
+    };
     Issue {
         slug: "2025-01-17".into(),
         newsletter: format!("Harbour {LONG_WORD}"),
@@ -110,7 +147,7 @@ fn long_issue(image_size: Option<(u32, u32)>) -> Issue {
                 SectionContent::Articles(vec![Article {
                     kicker: LONG_WORD.into(),
                     title: format!("{LONG_WORD} {CJK}"),
-                    teaser: format!("{LONG_URL} {CJK}"),
+                    teaser: format!("{LONG_URL} {CJK} {}", UNIT_PHRASES.join(" and ")),
                     author: LONG_WORD.into(),
                     body: long_body(),
                     anchor: "long-article".into(),
@@ -118,13 +155,7 @@ fn long_issue(image_size: Option<(u32, u32)>) -> Issue {
             ),
             section(
                 SectionKind::Events,
-                SectionContent::Events(vec![Event {
-                    start,
-                    organizer: LONG_WORD.into(),
-                    kind: "Webinar".into(),
-                    title: LONG_URL.into(),
-                    url: LONG_URL.into(),
-                }]),
+                SectionContent::Events(event_starts().into_iter().map(event).collect()),
             ),
             section(
                 SectionKind::News,
@@ -182,10 +213,8 @@ fn long_issue(image_size: Option<(u32, u32)>) -> Issue {
                 text(","),
             ],
             web_url: LONG_URL.into(),
-            event_zones: vec![
-                TimeZone::get("Europe/Berlin").unwrap(),
-                TimeZone::get("Asia/Shanghai").unwrap(),
-            ],
+            event_zones: EVENT_ZONES.map(|z| TimeZone::get(z).unwrap()).to_vec(),
+            zone_labels: zone_labels(),
             stylesheet: briefing::compose::stylesheet::prepare_stylesheet(
                 briefing::compose::stylesheet::DEFAULT_STYLESHEET,
             )
@@ -194,10 +223,43 @@ fn long_issue(image_size: Option<(u32, u32)>) -> Issue {
     }
 }
 
+fn zone_labels() -> BTreeMap<String, String> {
+    BTreeMap::from([("Asia/Shanghai".to_string(), "Beijing time".to_string())])
+}
+
+/// Evening, midnight and noon somewhere, and a half hour.
+fn event_starts() -> Vec<jiff::Zoned> {
+    [(18, 0), (17, 0), (12, 0), (6, 30)]
+        .map(|(h, m)| {
+            date(2025, 1, 23)
+                .at(h, m, 0, 0)
+                .in_tz("Europe/Berlin")
+                .unwrap()
+        })
+        .to_vec()
+}
+
+/// Every phrase a reader must see on one line: the unit phrases, and each
+/// event's time with its zone, as the time formatting words them.
+fn unbroken_phrases() -> Vec<String> {
+    let mut out: Vec<String> = UNIT_PHRASES.iter().map(|p| p.to_string()).collect();
+    for start in event_starts() {
+        for zone in EVENT_ZONES {
+            let tz = TimeZone::get(zone).unwrap();
+            let local = start.timestamp().to_zoned(tz.clone());
+            let label = timefmt::labelled_zone(&tz, start.timestamp(), &zone_labels());
+            out.push(format!("{} {label}", timefmt::clock(&local)));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 // ------------------------------------------------------------------ tests
 
 #[test]
-fn nothing_overflows_at_phone_or_column_width() {
+fn nothing_overflows_and_no_time_or_unit_wraps_at_phone_or_column_width() {
     let Some(chromium) = chromium() else { return };
     let dir = tempfile::tempdir().unwrap();
     // A local stand-in for the remote photo, so the page loads offline with
@@ -231,6 +293,15 @@ fn nothing_overflows_at_phone_or_column_width() {
                 layout.images_loaded,
                 "{variant}: the test photo did not load"
             );
+            for phrase in unbroken_phrases() {
+                let seen = layout.found.iter().filter(|f| **f == phrase).count();
+                assert!(seen > 0, "{variant}: {phrase:?} is not in the email");
+            }
+            assert!(
+                layout.split.is_empty(),
+                "{variant} at {width}px: a line break splits {:#?}",
+                layout.split
+            );
         }
     }
 }
@@ -255,9 +326,11 @@ fn recipient_copy(issue: &Issue, dir: &Path) -> String {
 /// may look inside it.
 fn harness(email: &str, width: u32) -> String {
     let srcdoc = email.replace('&', "&amp;").replace('"', "&quot;");
+    let phrases = serde_json::to_string(&unbroken_phrases()).unwrap();
     format!(
         "<!DOCTYPE html><html><body style=\"margin:0\">\n\
          <iframe id=\"mail\" style=\"width:{width}px;height:900px;border:0\" srcdoc=\"{srcdoc}\"></iframe>\n\
+         <script type=\"application/json\" id=\"phrases\">{phrases}</script>\n\
          {MEASURE}</body></html>\n"
     )
 }
@@ -276,12 +349,36 @@ document.getElementById('mail').addEventListener('load', function () {
         (all[i].textContent || all[i].getAttribute('src') || '').slice(0, 40));
     }
   }
+  // Each phrase, wherever a text node holds it (no-break spaces read as
+  // spaces): on how many lines do its letters lie?
+  var phrases = JSON.parse(document.getElementById('phrases').textContent);
+  var found = [], split = [];
+  var walker = doc.createTreeWalker(doc.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    var node = walker.currentNode, t = node.data.replace(/\u00a0/g, ' ');
+    phrases.forEach(function (p) {
+      for (var at = t.indexOf(p); at >= 0; at = t.indexOf(p, at + 1)) {
+        var range = doc.createRange();
+        range.setStart(node, at);
+        range.setEnd(node, at + p.length);
+        var rects = range.getClientRects(), tops = {};
+        for (var k = 0; k < rects.length; k++) {
+          if (rects[k].width > 0) { tops[Math.round(rects[k].top)] = true; }
+        }
+        var lines = Object.keys(tops).length;
+        if (lines > 0) { found.push(p); }
+        if (lines > 1) { split.push(p + ' in <' + node.parentNode.tagName.toLowerCase() + '>'); }
+      }
+    });
+  }
   var imgs = doc.images, loaded = imgs.length > 0;
   for (var j = 0; j < imgs.length; j++) { loaded = loaded && imgs[j].naturalWidth > 0; }
   var out = document.createElement('pre');
   out.id = 'layout-result';
   out.textContent = 'inner=' + w + '\nscroll=' + doc.documentElement.scrollWidth +
-    '\nimages=' + loaded + '\n' + over.map(function (o) { return 'over=' + o; }).join('\n');
+    '\nimages=' + loaded + '\n' + over.map(function (o) { return 'over=' + o; }).join('\n') +
+    '\n' + found.map(function (f) { return 'found=' + f; }).join('\n') +
+    '\n' + split.map(function (f) { return 'split=' + f; }).join('\n');
   document.body.appendChild(out);
 });
 </script>
@@ -294,6 +391,10 @@ struct Layout {
     scroll: u32,
     images_loaded: bool,
     over: Vec<String>,
+    /// Each visible occurrence of a phrase that must not wrap.
+    found: Vec<String>,
+    /// Those a line break runs through.
+    split: Vec<String>,
 }
 
 fn measure(chromium: &Path, page: &Path, dir: &Path) -> Layout {
@@ -321,14 +422,23 @@ fn measure(chromium: &Path, page: &Path, dir: &Path) -> Layout {
             .unwrap_or_default()
             .to_string()
     };
+    let lines_with = |key: &str| {
+        result
+            .lines()
+            .filter_map(|l| l.strip_prefix(key))
+            .map(|l| {
+                l.replace("&lt;", "<")
+                    .replace("&gt;", ">")
+                    .replace("&amp;", "&")
+            })
+            .collect()
+    };
     Layout {
         inner: value("inner=").parse().unwrap(),
         scroll: value("scroll=").parse().unwrap(),
         images_loaded: value("images=") == "true",
-        over: result
-            .lines()
-            .filter_map(|l| l.strip_prefix("over="))
-            .map(|l| l.replace("&amp;", "&"))
-            .collect(),
+        over: lines_with("over="),
+        found: lines_with("found="),
+        split: lines_with("split="),
     }
 }

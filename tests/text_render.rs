@@ -57,6 +57,7 @@ fn publisher() -> Publisher {
             TimeZone::get("Europe/Berlin").unwrap(),
             TimeZone::get("Asia/Shanghai").unwrap(),
         ],
+        zone_labels: Default::default(),
         stylesheet: briefing::compose::stylesheet::prepare_stylesheet(
             briefing::compose::stylesheet::DEFAULT_STYLESHEET,
         )
@@ -331,15 +332,19 @@ fn snapshot_whole_issue() {
 
 #[test]
 fn evening_event_in_berlin_rolls_over_to_the_next_day_in_china() {
-    let out = text::render(&sample_issue()).with_placeholders();
+    // `_` marks a no-break space; China's CST, which US Central shares,
+    // reads as its offset when the config names no label.
+    let out = text::render(&sample_issue())
+        .with_placeholders()
+        .replace('\u{a0}', "_");
     assert!(
         out.lines()
-            .any(|l| l == "Jan. 23, 2025; 6 p.m. CET (Jan 24, 1 a.m. CST)"),
+            .any(|l| l == "Jan._23, 2025; 6_p.m._CET (Jan_24, 1_a.m._UTC+8)"),
         "{out}"
     );
     assert!(
         out.lines()
-            .any(|l| l == "Jan. 23, 2025; 11 a.m. CET (6 p.m. CST)")
+            .any(|l| l == "Jan._23, 2025; 11_a.m._CET (6_p.m._UTC+8)")
     );
 }
 
@@ -767,5 +772,86 @@ fn generated_sections_never_leak_references_between_each_other() {
             next += listed.len();
         }
         assert!(links.drain_lines().is_empty(), "seed {seed}: unlisted refs");
+    }
+}
+
+/// Numbers with units and times as editors write them in prose.
+const UNIT_PHRASES: [&str; 8] = [
+    "$50/kWh",
+    "5 %",
+    "30 GW",
+    "11 p.m. CST",
+    "6:30 a.m. UTC+8",
+    "USD 52.7 bn",
+    "120 km/h",
+    "-3 °C",
+];
+
+/// How often `phrase` occurs within single lines, and in the whole text,
+/// both without whitespace: the two differ when a line break splits an
+/// occurrence, at a space or not (`$50/` and `kWh`).
+fn whole_and_all(out: &str, phrase: &str) -> (usize, usize) {
+    let phrase = squeeze(phrase);
+    let within = out
+        .lines()
+        .map(|l| squeeze(l).matches(&phrase).count())
+        .sum();
+    (within, squeeze(out).matches(&phrase).count())
+}
+
+/// Words of `w` exactly `n` columns long (`n` ≥ 1).
+fn filler(n: usize) -> String {
+    let mut out = String::new();
+    while n - out.len() > 10 {
+        out.push_str("wwwwwwwww ");
+    }
+    out.push_str(&"w".repeat(n - out.len()));
+    out
+}
+
+#[test]
+fn times_and_numbers_with_units_never_wrap_in_the_text_part() {
+    // Each phrase starts a paragraph's first line at every column from
+    // where it just fits to where it would straddle the line's end; the
+    // same paragraphs sit in a list item (narrower) and, run together, in
+    // a teaser of the contents (indented).
+    let mut paragraphs = Vec::new();
+    for phrase in UNIT_PHRASES {
+        for k in 0..=phrase.len() + 1 {
+            paragraphs.push(format!("{} {phrase} end.", filler(text::WIDTH - k)));
+        }
+    }
+    let url = format!("https://example.org/{}", "long-path/".repeat(9));
+    let mut issue = sample_issue();
+    for s in &mut issue.sections {
+        match &mut s.content {
+            SectionContent::Editorial(e) => {
+                let mut blocks: Vec<Block> = paragraphs.iter().map(|x| p(vec![t(x)])).collect();
+                blocks.push(Block::List {
+                    ordered: false,
+                    items: paragraphs.iter().map(|x| vec![p(vec![t(x)])]).collect(),
+                });
+                blocks.push(p(vec![t(&paragraphs.join(" ")), t(" "), a(&url, &url)]));
+                e.body = body(blocks);
+            }
+            SectionContent::Articles(list) => list[0].teaser = paragraphs.join(" "),
+            _ => {}
+        }
+    }
+    let out = filled(&text::render(&issue));
+    check_text_invariants(&out, "units");
+    assert!(out.split_whitespace().any(|w| w == url), "{url} broken");
+    // A no-break space looks like a space to the reader.
+    let read = out.replace('\u{a0}', " ");
+    let mut phrases: Vec<String> = UNIT_PHRASES.iter().map(|p| p.to_string()).collect();
+    phrases.extend([
+        "6 p.m. CET".into(),
+        "1 a.m. UTC+8".into(),
+        "11 a.m. CET".into(),
+    ]);
+    for phrase in phrases {
+        let (within, all) = whole_and_all(&read, &phrase);
+        assert!(all > 0, "{phrase:?} is not in the text part");
+        assert_eq!(within, all, "a line break splits {phrase:?}:\n{read}");
     }
 }

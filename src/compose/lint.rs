@@ -30,22 +30,52 @@ pub struct LintInput<'a> {
 
 /// Runs every lint.
 pub fn lint(input: &LintInput<'_>) -> Diagnostics {
+    let cx = Cx {
+        input,
+        manifest: manifest_file(input.loaded),
+    };
     let mut out = Diagnostics::new();
-    let loaded = input.loaded;
-    let issue = &loaded.issue;
-    let manifest = manifest_file(loaded);
-    let at = |d: Diagnostic, field: &str| loaded.locations.locate(d, field, &manifest);
+    for found in [
+        html_size_and_controls(&cx),
+        subject_and_preheader(&cx),
+        past_events_and_unsized_images(&cx),
+        missing_sections(&cx),
+        links_without_text(&cx),
+        unfillable_merge_tags(&cx),
+    ] {
+        for d in found {
+            out.push(d);
+        }
+    }
+    out
+}
 
-    // Gmail clips HTML past about 102 KB, cutting off the unsubscribe link.
+/// What every lint reads: the input and the manifest its fields point into.
+struct Cx<'a> {
+    input: &'a LintInput<'a>,
+    manifest: Arc<SourceFile>,
+}
+
+impl Cx<'_> {
+    /// `d` pointed at `field` of the manifest (or the body file it names).
+    fn at(&self, d: Diagnostic, field: &str) -> Diagnostic {
+        self.input.loaded.locations.locate(d, field, &self.manifest)
+    }
+}
+
+/// Gmail clips HTML past about 102 KB, cutting off the unsubscribe link,
+/// and clips any message with a C0/C1 control character in it.
+fn html_size_and_controls(cx: &Cx<'_>) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
     let probe = [
         ("email", "firstname.lastname@example.org"),
         ("name", "Firstname Lastname"),
     ];
-    let html = input.rendered.html.fill(&probe, &"u".repeat(120));
+    let html = cx.input.rendered.html.fill(&probe, &"u".repeat(120));
     let size = html.len();
-    let limit = input.config.check.max_html_bytes;
+    let limit = cx.input.config.check.max_html_bytes;
     if size > limit {
-        out.push(at(
+        out.push(cx.at(
             Diagnostic::error(format!(
                 "the HTML part is {} KB, over the {} KB limit (Gmail clips messages near 102 KB); expected a shorter issue",
                 size / 1024,
@@ -54,7 +84,7 @@ pub fn lint(input: &LintInput<'_>) -> Diagnostics {
             "subject",
         ));
     } else if size * 100 > limit * 85 {
-        out.push(at(
+        out.push(cx.at(
             Diagnostic::warning(format!(
                 "the HTML part is {} KB, close to the {} KB limit",
                 size / 1024,
@@ -67,7 +97,7 @@ pub fn lint(input: &LintInput<'_>) -> Diagnostics {
         .chars()
         .find(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
     {
-        out.push(at(
+        out.push(cx.at(
             Diagnostic::error(format!(
                 "the issue contains the invisible control character U+{:04X} (often pasted from a word processor), which makes Gmail clip the message; expected plain text",
                 u32::from(c)
@@ -75,40 +105,52 @@ pub fn lint(input: &LintInput<'_>) -> Diagnostics {
             "subject",
         ));
     }
+    out
+}
 
+/// What the inbox list shows: a subject it can show whole and that does not
+/// pose as a reply, and a preheader of a length inboxes use.
+fn subject_and_preheader(cx: &Cx<'_>) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let issue = &cx.input.loaded.issue;
+    let max_subject = cx.input.config.check.max_subject_chars;
     let subject_chars = issue.subject.chars().count();
-    if subject_chars > input.config.check.max_subject_chars {
-        out.push(at(
+    if subject_chars > max_subject {
+        out.push(cx.at(
             Diagnostic::warning(format!(
-                "the subject is {subject_chars} characters, expected at most {} so inboxes show it whole",
-                input.config.check.max_subject_chars
+                "the subject is {subject_chars} characters, expected at most {max_subject} so inboxes show it whole"
             )),
             "subject",
         ));
     }
     let lower = issue.subject.to_lowercase();
     if lower.starts_with("re:") || lower.starts_with("fwd:") || lower.starts_with("fw:") {
-        out.push(at(
+        out.push(cx.at(
             Diagnostic::warning("the subject starts like a reply or forward, which spam filters punish; expected a plain subject"),
             "subject",
         ));
     }
     let pre = issue.preheader.chars().count();
     if pre > 0 && !(35..=140).contains(&pre) {
-        out.push(at(
+        out.push(cx.at(
             Diagnostic::warning(format!(
                 "the preheader is {pre} characters, expected 35 to 140 (inboxes show about 40 to 100)"
             )),
             "preheader",
         ));
     }
+    out
+}
 
-    for section in &issue.sections {
+/// Events that already started, and a closing image Outlook cannot size.
+fn past_events_and_unsized_images(cx: &Cx<'_>) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for section in &cx.input.loaded.issue.sections {
         match &section.content {
             SectionContent::Events(events) => {
                 for (i, e) in events.iter().enumerate() {
-                    if e.start.timestamp() < input.now {
-                        out.push(at(
+                    if e.start.timestamp() < cx.input.now {
+                        out.push(cx.at(
                             Diagnostic::warning(format!(
                                 "the event “{}” started on {}, before now; expected only upcoming events",
                                 e.title,
@@ -123,7 +165,7 @@ pub fn lint(input: &LintInput<'_>) -> Diagnostics {
                 if let Some(img) = &c.image
                     && (img.width.is_none() || img.height.is_none())
                 {
-                    out.push(at(
+                    out.push(cx.at(
                         Diagnostic::warning(
                             "the image has no width or height, expected both so Outlook keeps the layout",
                         ),
@@ -134,31 +176,41 @@ pub fn lint(input: &LintInput<'_>) -> Diagnostics {
             _ => {}
         }
     }
+    out
+}
 
-    let order: Vec<SectionKind> = input
+/// Sections the config's order lists that this issue lacks.
+fn missing_sections(cx: &Cx<'_>) -> Vec<Diagnostic> {
+    let issue = &cx.input.loaded.issue;
+    let order: Vec<SectionKind> = cx
+        .input
         .config
         .sections
         .order
         .as_ref()
         .map(|o| o.iter().filter_map(|k| SectionKind::from_key(k)).collect())
         .unwrap_or_else(|| SectionKind::ALL.to_vec());
-    for kind in order {
-        if !issue.sections.iter().any(|s| s.kind == kind) {
-            out.push(
-                Diagnostic::warning(format!(
-                    "the issue has no {} section, expected one as the config's section order lists it",
-                    kind.key()
-                ))
-                .field(kind.key())
-                .at(&manifest, Some(0..0)),
-            );
-        }
-    }
+    order
+        .into_iter()
+        .filter(|kind| !issue.sections.iter().any(|s| s.kind == *kind))
+        .map(|kind| {
+            Diagnostic::warning(format!(
+                "the issue has no {} section, expected one as the config's section order lists it",
+                kind.key()
+            ))
+            .field(kind.key())
+            .at(&cx.manifest, Some(0..0))
+        })
+        .collect()
+}
 
-    for (field, body) in bodies(loaded) {
+/// Links a reader cannot see to click.
+fn links_without_text(cx: &Cx<'_>) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for (field, body) in bodies(cx.input.loaded) {
         for link in body.links() {
             if crate::model::plain_text(&link.content).trim().is_empty() {
-                out.push(at(
+                out.push(cx.at(
                     Diagnostic::warning(format!(
                         "a link to {} has no text, expected words readers can click",
                         link.url
@@ -168,60 +220,75 @@ pub fn lint(input: &LintInput<'_>) -> Diagnostics {
             }
         }
     }
+    out
+}
 
-    if let Some(columns) = &input.recipient_fields {
-        let mut fields: Vec<(String, crate::model::Field)> = Vec::new();
-        for (field, body) in bodies(loaded) {
-            fields.extend(
-                body.fields()
-                    .into_iter()
-                    .map(|f| (field.clone(), f.clone())),
-            );
-        }
-        let mut salutation = Vec::new();
-        collect_inline_fields(&issue.publisher.salutation, &mut salutation);
-        fields.extend(
-            salutation
-                .into_iter()
-                .map(|f| ("newsletter.salutation".to_string(), f.clone())),
-        );
-        for slot in input.rendered.text.slots() {
-            if let Slot::Field(f) = slot
-                && !fields.iter().any(|(_, g)| g == f)
-            {
-                fields.push(("body".into(), f.clone()));
-            }
-        }
-        for (field, f) in fields {
-            let known = matches!(f.name.as_str(), "email" | "name") || columns.contains(&f.name);
-            if !known && f.fallback.is_none() {
-                let d = Diagnostic::error(format!(
-                    "the merge tag {{{{ {} }}}} has no recipient column to fill it (columns: {}); expected one of them or a fallback: {{{{ {} | default: \"…\" }}}}",
-                    f.name,
-                    columns.join(", "),
+/// Merge tags no recipient column fills: an error without a fallback, a
+/// warning with one (every reader sees the fallback). Only when the lists'
+/// columns could be read.
+fn unfillable_merge_tags(cx: &Cx<'_>) -> Vec<Diagnostic> {
+    let Some(columns) = &cx.input.recipient_fields else {
+        return Vec::new();
+    };
+    let loaded = cx.input.loaded;
+    let mut out = Vec::new();
+    for (field, f) in merge_tags(cx.input) {
+        let known = matches!(f.name.as_str(), "email" | "name") || columns.contains(&f.name);
+        if !known && f.fallback.is_none() {
+            let d = Diagnostic::error(format!(
+                "the merge tag {{{{ {} }}}} has no recipient column to fill it (columns: {}); expected one of them or a fallback: {{{{ {} | default: \"…\" }}}}",
+                f.name,
+                columns.join(", "),
+                f.name
+            ));
+            out.push(if field == "newsletter.salutation" {
+                d.field(field)
+                    .at(&SourceFile::new(&cx.input.config.source, ""), None)
+            } else {
+                at_tag(loaded, d, &field, &f.name, &cx.manifest)
+            });
+        } else if !known {
+            out.push(at_tag(
+                loaded,
+                Diagnostic::warning(format!(
+                    "no recipient column `{}`: every reader will see the fallback",
                     f.name
-                ));
-                out.push(if field == "newsletter.salutation" {
-                    d.field(field)
-                        .at(&SourceFile::new(&input.config.source, ""), None)
-                } else {
-                    at_tag(loaded, d, &field, &f.name, &manifest)
-                });
-            } else if !known {
-                out.push(at_tag(
-                    loaded,
-                    Diagnostic::warning(format!(
-                        "no recipient column `{}`: every reader will see the fallback",
-                        f.name
-                    )),
-                    &field,
-                    &f.name,
-                    &manifest,
-                ));
-            }
+                )),
+                &field,
+                &f.name,
+                &cx.manifest,
+            ));
         }
     }
     out
+}
+
+/// Every merge tag of the issue with the field it was written under: the
+/// bodies', the configured salutation's, then any other the text part holds.
+fn merge_tags(input: &LintInput<'_>) -> Vec<(String, crate::model::Field)> {
+    let mut fields: Vec<(String, crate::model::Field)> = Vec::new();
+    for (field, body) in bodies(input.loaded) {
+        fields.extend(
+            body.fields()
+                .into_iter()
+                .map(|f| (field.clone(), f.clone())),
+        );
+    }
+    let mut salutation = Vec::new();
+    collect_inline_fields(&input.loaded.issue.publisher.salutation, &mut salutation);
+    fields.extend(
+        salutation
+            .into_iter()
+            .map(|f| ("newsletter.salutation".to_string(), f.clone())),
+    );
+    for slot in input.rendered.text.slots() {
+        if let Slot::Field(f) = slot
+            && !fields.iter().any(|(_, g)| g == f)
+        {
+            fields.push(("body".into(), f.clone()));
+        }
+    }
+    fields
 }
 
 /// Points a diagnostic at the first `{{ name … }}` tag inside a body's

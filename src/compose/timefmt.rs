@@ -1,5 +1,7 @@
 //! How dates and event times read in an issue (AP-style, as in the
-//! reference briefing): `Jan. 23, 2025; 6 p.m. CET (Jan 24, 1 a.m. CST)`.
+//! reference briefing): `Jan. 23, 2025; 6 p.m. CET (Jan 24, 1 a.m. UTC+8)`.
+
+use std::collections::BTreeMap;
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -33,7 +35,12 @@ fn month_index(d: Date) -> usize {
 
 /// `Jan. 23, 2025` (AP month abbreviations).
 pub fn ap_date(d: Date) -> String {
-    format!("{} {}, {}", MONTHS_AP[month_index(d)], d.day(), d.year())
+    format!("{}, {}", ap_month_day(d), d.year())
+}
+
+/// `Jan. 23`.
+fn ap_month_day(d: Date) -> String {
+    format!("{} {}", MONTHS_AP[month_index(d)], d.day())
 }
 
 /// `January 17, 2025`, for issue headers.
@@ -41,78 +48,109 @@ pub fn long_date(d: Date) -> String {
     format!("{} {}, {}", MONTHS_LONG[month_index(d)], d.day(), d.year())
 }
 
-/// `11 a.m.`, `6:30 p.m.`, `noon`, `midnight`.
+/// `11 a.m.`, `6:30 p.m.`, `noon`, `12 a.m.`.
+///
+/// Midnight is written `12 a.m.`, never "midnight": AP style, which these
+/// times follow, counts midnight as the end of a day, so "midnight" under
+/// March 25 can be read as the night into March 26, while `12 a.m.` can
+/// only start the day it is printed under. Noon stays `noon`, which cannot
+/// be placed on the wrong day, and which readers take more surely than
+/// `12 p.m.` (often mistaken for midnight).
 pub fn clock(z: &Zoned) -> String {
     let (h, m) = (z.hour(), z.minute());
-    match (h, m) {
-        (12, 0) => "noon".into(),
-        (0, 0) => "midnight".into(),
-        _ => {
-            let suffix = if h < 12 { "a.m." } else { "p.m." };
-            let h12 = match h % 12 {
-                0 => 12,
-                x => x,
-            };
-            if m == 0 {
-                format!("{h12} {suffix}")
-            } else {
-                format!("{h12}:{m:02} {suffix}")
-            }
-        }
+    if (h, m) == (12, 0) {
+        return "noon".into();
+    }
+    let suffix = if h < 12 { "a.m." } else { "p.m." };
+    let h12 = match h % 12 {
+        0 => 12,
+        x => x,
+    };
+    if m == 0 {
+        format!("{h12} {suffix}")
+    } else {
+        format!("{h12}:{m:02} {suffix}")
     }
 }
 
-/// The zone's abbreviation at an instant (`CET`, `CEST`, `CST`), or
-/// `UTC+8` when the database has only a numeric one.
+/// Abbreviations the tz database gives to zones on different UTC offsets
+/// (checked against the bundled database by a test): `CST` is US Central,
+/// Cuba and China; `IST` India, Ireland and Israel; `PST` the US Pacific
+/// and the Philippines; `CDT` US Central and Cuba in summer.
+pub const AMBIGUOUS_ABBREVIATIONS: [&str; 4] = ["CDT", "CST", "IST", "PST"];
+
+/// What a zone is called at an instant when the publisher names it
+/// nothing: its tzdb abbreviation (`CET`, `CEST`, `EDT`), or the UTC offset
+/// (`UTC+8`, `UTC+5:30`) when the abbreviation is numeric or one that
+/// [`AMBIGUOUS_ABBREVIATIONS`] lists. The offset is exact in any language
+/// and needs no table of city names that could go stale.
 pub fn zone_label(tz: &TimeZone, at: Timestamp) -> String {
     let info = tz.to_offset_info(at);
     let abbr = info.abbreviation();
-    if abbr.starts_with('+') || abbr.starts_with('-') || abbr.is_empty() {
-        let secs = info.offset().seconds();
-        let sign = if secs < 0 { '-' } else { '+' };
-        let secs = secs.abs();
-        let (h, m) = (secs / 3600, (secs % 3600) / 60);
-        if m == 0 {
-            format!("UTC{sign}{h}")
-        } else {
-            format!("UTC{sign}{h}:{m:02}")
-        }
+    let numeric = abbr.starts_with('+') || abbr.starts_with('-') || abbr.is_empty();
+    if numeric || AMBIGUOUS_ABBREVIATIONS.contains(&abbr) {
+        utc_offset(info.offset().seconds())
     } else {
         abbr.to_string()
     }
 }
 
+/// `UTC+8`, `UTC-5`, `UTC+5:30`.
+fn utc_offset(seconds: i32) -> String {
+    let sign = if seconds < 0 { '-' } else { '+' };
+    let secs = seconds.abs();
+    let (h, m) = (secs / 3600, (secs % 3600) / 60);
+    if m == 0 {
+        format!("UTC{sign}{h}")
+    } else {
+        format!("UTC{sign}{h}:{m:02}")
+    }
+}
+
+/// The publisher's label for `tz` (from `[newsletter.zone_labels]`, by IANA
+/// name), shown all year, else [`zone_label`].
+pub fn labelled_zone(tz: &TimeZone, at: Timestamp, labels: &BTreeMap<String, String>) -> String {
+    tz.iana_name()
+        .and_then(|name| labels.get(name))
+        .cloned()
+        .unwrap_or_else(|| zone_label(tz, at))
+}
+
+/// `text` with its spaces made no-break spaces, so it stays on one line.
+fn held(text: &str) -> String {
+    text.replace(' ', "\u{a0}")
+}
+
 /// An event's start in every configured zone: the first zone gives the date,
 /// the others follow in parentheses, with their own date when the day rolls
-/// over: `Jan. 23, 2025; 6 p.m. CET (Jan 24, 1 a.m. CST)`.
-pub fn event_time(start: &Zoned, zones: &[TimeZone]) -> String {
+/// over: `Jan. 23, 2025; 6 p.m. CET (Jan 24, 1 a.m. Beijing time)`.
+///
+/// Each time with its zone, and each month with its day, is joined by
+/// no-break spaces: a line may break only after `;`, `,` or before `(`.
+pub fn event_time(start: &Zoned, zones: &[TimeZone], labels: &BTreeMap<String, String>) -> String {
     let ts = start.timestamp();
     let lead_tz = zones
         .first()
         .cloned()
         .unwrap_or_else(|| start.time_zone().clone());
     let lead = ts.to_zoned(lead_tz.clone());
-    let mut out = format!(
-        "{}; {} {}",
-        ap_date(lead.date()),
-        clock(&lead),
-        zone_label(&lead_tz, ts)
-    );
+    let at =
+        |z: &Zoned, tz: &TimeZone| held(&format!("{} {}", clock(z), labelled_zone(tz, ts, labels)));
+    let d = lead.date();
+    let day = held(&ap_month_day(d));
+    let mut out = format!("{day}, {}; {}", d.year(), at(&lead, &lead_tz));
     let others: Vec<String> = zones
         .iter()
         .skip(1)
         .map(|tz| {
             let z = ts.to_zoned(tz.clone());
             let day = if z.date() != lead.date() {
-                format!(
-                    "{} {}, ",
-                    MONTHS_SHORT[month_index(z.date())],
-                    z.date().day()
-                )
+                let month = MONTHS_SHORT[month_index(z.date())];
+                format!("{}, ", held(&format!("{month} {}", z.date().day())))
             } else {
                 String::new()
             };
-            format!("{day}{} {}", clock(&z), zone_label(tz, ts))
+            format!("{day}{}", at(&z, tz))
         })
         .collect();
     if !others.is_empty() {
@@ -139,45 +177,181 @@ mod tests {
         ]
     }
 
-    fn berlin(y: i16, mo: i8, d: i8, h: i8) -> Zoned {
+    fn no_labels() -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// `s` with every `_` a no-break space, so expectations show where a
+    /// line may not break.
+    fn nb(s: &str) -> String {
+        s.replace('_', "\u{a0}")
+    }
+
+    fn local(zone: &str, y: i16, mo: i8, d: i8, h: i8, mi: i8) -> Zoned {
         jiff::civil::date(y, mo, d)
-            .at(h, 0, 0, 0)
-            .in_tz("Europe/Berlin")
+            .at(h, mi, 0, 0)
+            .in_tz(zone)
             .unwrap()
+    }
+
+    fn berlin(y: i16, mo: i8, d: i8, h: i8) -> Zoned {
+        local("Europe/Berlin", y, mo, d, h, 0)
     }
 
     #[test]
     fn reference_issue_events_read_exactly_as_printed() {
         assert_eq!(
-            event_time(&berlin(2025, 1, 23, 11), &zones()),
-            "Jan. 23, 2025; 11 a.m. CET (6 p.m. CST)"
+            event_time(&berlin(2025, 1, 23, 11), &zones(), &no_labels()),
+            nb("Jan._23, 2025; 11_a.m._CET (6_p.m._UTC+8)")
         );
         assert_eq!(
-            event_time(&berlin(2025, 1, 23, 18), &zones()),
-            "Jan. 23, 2025; 6 p.m. CET (Jan 24, 1 a.m. CST)"
+            event_time(&berlin(2025, 1, 23, 18), &zones(), &no_labels()),
+            nb("Jan._23, 2025; 6_p.m._CET (Jan_24, 1_a.m._UTC+8)")
+        );
+    }
+
+    #[test]
+    fn a_configured_label_replaces_the_abbreviation_all_year() {
+        let l = labels(&[
+            ("Asia/Shanghai", "Beijing time"),
+            ("Europe/Berlin", "Berlin"),
+        ]);
+        assert_eq!(
+            event_time(&berlin(2025, 1, 23, 18), &zones(), &l),
+            nb("Jan._23, 2025; 6_p.m._Berlin (Jan_24, 1_a.m._Beijing_time)")
+        );
+        assert_eq!(
+            event_time(&berlin(2025, 7, 23, 18), &zones(), &l),
+            nb("July_23, 2025; 6_p.m._Berlin (Jul_24, 12_a.m._Beijing_time)")
+        );
+        // A label for another zone changes nothing here.
+        let other = labels(&[("America/Chicago", "Chicago time")]);
+        assert_eq!(
+            event_time(&berlin(2025, 1, 23, 11), &zones(), &other),
+            nb("Jan._23, 2025; 11_a.m._CET (6_p.m._UTC+8)")
         );
     }
 
     #[test]
     fn us_eu_dst_gap_in_march_2026_is_five_hours() {
         // New York switched to EDT on 8 March, Berlin stays on CET until 29 March.
-        let ny = jiff::civil::date(2026, 3, 12)
-            .at(12, 30, 0, 0)
-            .in_tz("America/New_York")
-            .unwrap();
+        let ny = local("America/New_York", 2026, 3, 12, 12, 30);
         let zones = vec![
             TimeZone::get("Europe/Berlin").unwrap(),
             TimeZone::get("America/New_York").unwrap(),
         ];
         assert_eq!(
-            event_time(&ny, &zones),
-            "March 12, 2026; 5:30 p.m. CET (12:30 p.m. EDT)"
+            event_time(&ny, &zones, &no_labels()),
+            nb("March_12, 2026; 5:30_p.m._CET (12:30_p.m._EDT)")
         );
     }
 
     #[test]
-    fn clock_names_noon_and_midnight() {
+    fn clashing_abbreviations_become_utc_offsets_and_others_stay() {
+        let winter = local("UTC", 2025, 1, 15, 12, 0).timestamp();
+        let summer = local("UTC", 2025, 7, 15, 12, 0).timestamp();
+        let label = |zone: &str, at| zone_label(&TimeZone::get(zone).unwrap(), at);
+        for (zone, january, july) in [
+            ("Asia/Shanghai", "UTC+8", "UTC+8"),
+            ("America/Chicago", "UTC-6", "UTC-5"),
+            ("America/Havana", "UTC-5", "UTC-4"),
+            ("Asia/Kolkata", "UTC+5:30", "UTC+5:30"),
+            ("Europe/Dublin", "GMT", "UTC+1"),
+            ("Asia/Jerusalem", "UTC+2", "IDT"),
+            ("America/Los_Angeles", "UTC-8", "PDT"),
+            ("Asia/Manila", "UTC+8", "UTC+8"),
+            ("America/New_York", "EST", "EDT"),
+            ("Europe/London", "GMT", "BST"),
+            ("Europe/Berlin", "CET", "CEST"),
+            ("Asia/Tokyo", "JST", "JST"),
+            ("America/Sao_Paulo", "UTC-3", "UTC-3"),
+        ] {
+            assert_eq!(label(zone, winter), january, "{zone} in January");
+            assert_eq!(label(zone, summer), july, "{zone} in July");
+        }
+    }
+
+    #[test]
+    fn the_ambiguous_list_is_what_the_bundled_tz_database_says() {
+        // Every abbreviation in use in 2025 and 2026 that names two offsets.
+        let mut offsets: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for name in jiff::tz::db().available() {
+            let tz = TimeZone::get(name.as_str()).unwrap();
+            for (y, mo) in [(2025, 1), (2025, 7), (2026, 1), (2026, 7)] {
+                let info = tz.to_offset_info(local("UTC", y, mo, 15, 12, 0).timestamp());
+                let seen = offsets.entry(info.abbreviation().to_string()).or_default();
+                if !seen.contains(&info.offset().seconds()) {
+                    seen.push(info.offset().seconds());
+                }
+            }
+        }
+        let clashing: Vec<&str> = offsets
+            .iter()
+            .filter(|(abbr, offs)| offs.len() > 1 && !abbr.starts_with(['+', '-']))
+            .map(|(abbr, _)| abbr.as_str())
+            .collect();
+        assert_eq!(clashing, AMBIGUOUS_ABBREVIATIONS);
+    }
+
+    #[test]
+    fn midnight_and_noon_read_unambiguously_in_every_zone() {
+        let zones: Vec<TimeZone> = ["Europe/Berlin", "Asia/Shanghai", "America/New_York"]
+            .iter()
+            .map(|z| TimeZone::get(z).unwrap())
+            .collect();
+        let l = labels(&[("Asia/Shanghai", "Beijing time")]);
+        let expected = [
+            // Midnight and noon where each zone's clock shows them.
+            (
+                local("Europe/Berlin", 2025, 3, 25, 0, 0),
+                "March_25, 2025; 12_a.m._CET (7_a.m._Beijing_time, Mar_24, 7_p.m._EDT)",
+            ),
+            (
+                local("Asia/Shanghai", 2025, 3, 25, 0, 0),
+                "March_24, 2025; 5_p.m._CET (Mar_25, 12_a.m._Beijing_time, noon_EDT)",
+            ),
+            (
+                local("America/New_York", 2025, 3, 25, 0, 0),
+                "March_25, 2025; 5_a.m._CET (noon_Beijing_time, 12_a.m._EDT)",
+            ),
+            (
+                local("Europe/Berlin", 2025, 3, 25, 12, 0),
+                "March_25, 2025; noon_CET (7_p.m._Beijing_time, 7_a.m._EDT)",
+            ),
+            (
+                local("Asia/Shanghai", 2025, 3, 25, 12, 0),
+                "March_25, 2025; 5_a.m._CET (noon_Beijing_time, 12_a.m._EDT)",
+            ),
+            (
+                local("America/New_York", 2025, 3, 25, 12, 0),
+                "March_25, 2025; 5_p.m._CET (Mar_26, 12_a.m._Beijing_time, noon_EDT)",
+            ),
+        ];
+        for (start, want) in expected {
+            let got = event_time(&start, &zones, &l);
+            assert_eq!(got, nb(want), "{start}");
+            assert!(!got.contains("midnight"), "{got}");
+        }
+    }
+
+    #[test]
+    fn clock_names_noon_and_writes_midnight_as_12_am() {
         assert_eq!(clock(&berlin(2025, 1, 1, 12)), "noon");
-        assert_eq!(clock(&berlin(2025, 1, 1, 0)), "midnight");
+        assert_eq!(clock(&berlin(2025, 1, 1, 0)), "12 a.m.");
+        assert_eq!(
+            clock(&local("Europe/Berlin", 2025, 1, 1, 0, 30)),
+            "12:30 a.m."
+        );
+        assert_eq!(
+            clock(&local("Europe/Berlin", 2025, 1, 1, 12, 5)),
+            "12:05 p.m."
+        );
     }
 }

@@ -1147,6 +1147,20 @@ impl V<'_> {
             .iter()
             .filter_map(|z| TimeZone::get(z).ok())
             .collect();
+        // Keyed by the name the zone itself reports, which is what the
+        // renderers look up, whatever case the config spelt it in.
+        let zone_labels = cfg
+            .newsletter
+            .zone_labels
+            .iter()
+            .filter_map(|(zone, label)| {
+                let tz = TimeZone::get(zone.get_ref()).ok()?;
+                Some((
+                    tz.iana_name()?.to_string(),
+                    label.get_ref().trim().to_string(),
+                ))
+            })
+            .collect();
         let stylesheet = self.stylesheet()?;
         Some(Publisher {
             postal_address: cfg.newsletter.postal_address.clone(),
@@ -1158,6 +1172,7 @@ impl V<'_> {
                 slug
             ),
             event_zones,
+            zone_labels,
             stylesheet,
         })
     }

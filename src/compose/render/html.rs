@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use maud::{DOCTYPE, Markup, PreEscaped, Render, html};
 
-use crate::compose::render::{Escape, Marks, Slot, Template};
+use crate::compose::render::{Escape, Marks, Slot, Template, nobreak};
 use crate::compose::timefmt;
 use crate::model::strip_marks;
 use crate::model::{
@@ -453,7 +453,7 @@ fn masthead(issue: &Issue, web: Option<&str>, mode: Mode<'_>) -> Markup {
                         a href=(Txt(url)) style=(LINK_SANS) { "All issues" }
                     }
                 }
-                h1 style=(H1) { (Txt(&issue.newsletter)) }
+                h1 style=(H1) { (Prose(&issue.newsletter)) }
                 p.m style=(META) {
                     "Issue " (issue.number) " · " (timefmt::long_date(issue.date))
                 }
@@ -492,19 +492,19 @@ fn contents(issue: &Issue) -> Markup {
                     h2 style=(LABEL) { "In this issue" }
                     @for s in &issue.sections {
                         p style=(SANS_P) {
-                            a href={ "#" (Txt(&s.anchor)) } style=(LINK_BOLD) { (Txt(&s.label)) }
+                            a href={ "#" (Txt(&s.anchor)) } style=(LINK_BOLD) { (Prose(&s.label)) }
                         }
                         @match &s.content {
                             SectionContent::Articles(articles) => {
                                 @for a in articles {
                                     p style=(SANS_P) {
-                                        span.k style=(KICKER_SPAN) { (Txt(&a.kicker)) }
+                                        span.k style=(KICKER_SPAN) { (Prose(&a.kicker)) }
                                         br;
                                         a href={ "#" (Txt(&a.anchor)) } style=(LINK_SANS) {
-                                            (Txt(&a.title))
+                                            (Prose(&a.title))
                                         }
                                         br;
-                                        span.m style=(TEASER) { (Txt(&a.teaser)) }
+                                        span.m style=(TEASER) { (Prose(&a.teaser)) }
                                     }
                                 }
                             }
@@ -513,7 +513,7 @@ fn contents(issue: &Issue) -> Markup {
                                     @for n in items {
                                         li style=(TOC_LI) {
                                             a href={ "#" (Txt(&n.anchor)) } style=(LINK_SANS) {
-                                                (Txt(&n.title))
+                                                (Prose(&n.title))
                                             }
                                         }
                                     }
@@ -533,7 +533,7 @@ pub fn section(section: &Section, issue: &Issue, marks: &Marks) -> Markup {
     html! {
         tr {
             td.px style=(SECTION_CELL) {
-                h2 id=(Txt(&section.anchor)) style=(LABEL) { (Txt(&section.label)) }
+                h2 style=(LABEL) { (target(&section.anchor)) (Prose(&section.label)) }
                 @match &section.content {
                     SectionContent::Editorial(e) => (editorial(e, marks)),
                     SectionContent::Articles(articles) => {
@@ -562,33 +562,39 @@ fn editorial(e: &Editorial, marks: &Marks) -> Markup {
     html! {
         (body(&e.body, marks))
         @if !sign_off.trim().is_empty() {
-            p.m style=(BYLINE) { (Txt(sign_off)) }
+            p.m style=(BYLINE) { (Prose(sign_off)) }
         }
     }
 }
 
 fn article(a: &Article, marks: &Marks) -> Markup {
     html! {
-        p.k style=(KICKER) { (Txt(&a.kicker)) }
-        h2 id=(Txt(&a.anchor)) style=(TITLE) { (Txt(&a.title)) }
-        p.m style=(BYLINE) { "By " (Txt(&a.author)) }
+        p.k style=(KICKER) { (Prose(&a.kicker)) }
+        h2 style=(TITLE) { (target(&a.anchor)) (Prose(&a.title)) }
+        p.m style=(BYLINE) { "By " (Prose(&a.author)) }
         (body(&a.body, marks))
     }
 }
 
 fn event(e: &Event, issue: &Issue) -> Markup {
-    let when = timefmt::event_time(&e.start, &issue.publisher.event_zones);
+    let when = timefmt::event_time(
+        &e.start,
+        &issue.publisher.event_zones,
+        &issue.publisher.zone_labels,
+    );
     html! {
         p style=(EVENT_TIME) {
-            time datetime=(timefmt::rfc3339(&e.start)) style=(TIME) { (Txt(&when)) }
+            time datetime=(timefmt::rfc3339(&e.start)) style=(TIME) { (Prose(&when)) }
         }
+        // The title is the link: its own words say where it goes in every
+        // client, where a "More" link needs an aria-label that Yahoo, AOL
+        // and Windows Mail drop.
         p style=(P) {
-            (Txt(&e.organizer)) ", " (Txt(&e.kind)) ": " (Txt(&e.title))
+            (Prose(&e.organizer)) ", " (Prose(&e.kind)) ": "
             @if let Some(url) = safe_url(&e.url) {
-                " "
-                a href=(Txt(url)) style=(LINK_SERIF) aria-label={ "More: " (Txt(&e.title)) } {
-                    "More"
-                }
+                a href=(Txt(url)) style=(LINK_SERIF) { (Prose(&e.title)) }
+            } @else {
+                (Prose(&e.title))
             }
         }
     }
@@ -597,7 +603,7 @@ fn event(e: &Event, issue: &Issue) -> Markup {
 fn news_item(n: &NewsItem, marks: &Marks) -> Markup {
     let has_source = !n.source.trim().is_empty();
     let source = html! {
-        @if has_source { span.m style=(SOURCE) { (Txt(&n.source)) } }
+        @if has_source { span.m style=(SOURCE) { (Prose(&n.source)) } }
     };
     // The initials close the item's last paragraph, as in print; a list or
     // quote at the end gets them on a line of their own instead.
@@ -606,7 +612,7 @@ fn news_item(n: &NewsItem, marks: &Marks) -> Markup {
         _ => (None, n.body.blocks.as_slice()),
     };
     html! {
-        h3 id=(Txt(&n.anchor)) style=(H3) { (Txt(&n.title)) }
+        h3 style=(H3) { (target(&n.anchor)) (Prose(&n.title)) }
         (blocks(rest, marks))
         @if let Some(inl) = last {
             p style=(P) {
@@ -622,9 +628,9 @@ fn news_item(n: &NewsItem, marks: &Marks) -> Markup {
 
 fn column(c: &Column, marks: &Marks) -> Markup {
     html! {
-        p.k style=(KICKER) { (Txt(&c.kicker)) }
-        h3 style=(TITLE) { (Txt(&c.title)) }
-        p.m style=(BYLINE) { "By " (Txt(&c.author)) }
+        p.k style=(KICKER) { (Prose(&c.kicker)) }
+        h3 style=(TITLE) { (Prose(&c.title)) }
+        p.m style=(BYLINE) { "By " (Prose(&c.author)) }
         (body(&c.body, marks))
     }
 }
@@ -644,10 +650,10 @@ fn person(p: &Person, marks: &Marks) -> Markup {
         .collect();
     html! {
         p style=(SANS_P) {
-            strong style=(ink_style(SANS_INK, "font-weight:bold;")) { (Txt(&p.name)) }
+            strong style=(ink_style(SANS_INK, "font-weight:bold;")) { (Prose(&p.name)) }
             @if !position.is_empty() {
                 br;
-                span.m style=(TEASER) { (Txt(&position.join(", "))) }
+                span.m style=(TEASER) { (Prose(&position.join(", "))) }
             }
         }
         (body(&p.body, marks))
@@ -656,7 +662,7 @@ fn person(p: &Person, marks: &Marks) -> Markup {
 
 fn closing(c: &Closing, marks: &Marks) -> Markup {
     html! {
-        h3 style=(H3) { (Txt(&c.title)) }
+        h3 style=(H3) { (Prose(&c.title)) }
         @if let Some(img) = &c.image { (image(img)) }
         (body(&c.body, marks))
     }
@@ -733,7 +739,7 @@ fn lines(s: &str) -> Markup {
     html! {
         @for (i, line) in s.lines().map(str::trim).filter(|l| !l.is_empty()).enumerate() {
             @if i > 0 { br; }
-            (Txt(line))
+            (Prose(line))
         }
     }
 }
@@ -819,7 +825,7 @@ fn inlines(inl: &[Inline], ink: Ink, marks: &Marks) -> Markup {
 
 fn inline(i: &Inline, ink: Ink, marks: &Marks) -> Markup {
     match i {
-        Inline::Text(t) => html! { (Txt(t)) },
+        Inline::Text(t) => html! { (Prose(t)) },
         Inline::Emphasis(c) => {
             html! { em style=(ink_style(ink, "font-style:italic;")) { (inlines(c, ink, marks)) } }
         }
@@ -868,6 +874,36 @@ impl Render for Txt<'_> {
     fn render_to(&self, buffer: &mut String) {
         clean(self.0).as_ref().render_to(buffer);
     }
+}
+
+/// User text in element content: like [`Txt`], and a number and its unit
+/// or the parts of a time are joined by `&nbsp;` (see [`nobreak`]), which
+/// every client honours, unlike `white-space:nowrap`. Never for attributes:
+/// a URL must stay as written.
+struct Prose<'a>(&'a str);
+
+impl Render for Prose<'_> {
+    fn render_to(&self, buffer: &mut String) {
+        let cleaned = clean(self.0);
+        let joined = nobreak::join_held(&cleaned);
+        if !joined.contains(nobreak::NO_BREAK_SPACE) {
+            return joined.as_ref().render_to(buffer);
+        }
+        for (i, piece) in joined.split(nobreak::NO_BREAK_SPACE).enumerate() {
+            if i > 0 {
+                buffer.push_str("&nbsp;");
+            }
+            piece.render_to(buffer);
+        }
+    }
+}
+
+/// The target of a contents link, first inside its heading. Gmail on the
+/// desktop, Outlook for Windows and Yahoo jump only to an empty `<a>` with
+/// a `name`; other clients follow the `id`. Both sit on this element, since
+/// HTML allows a `name` to equal no id but its own element's.
+fn target(anchor: &str) -> Markup {
+    html! { a id=(Txt(anchor)) name=(Txt(anchor)) {} }
 }
 
 fn clean(s: &str) -> Cow<'_, str> {

@@ -7,6 +7,7 @@
 //! [`crate::deliver::message`] fills in cheaply for each recipient.
 
 pub mod html;
+pub mod nobreak;
 pub mod text;
 
 use std::cell::RefCell;

@@ -10,7 +10,7 @@ use textwrap::core::Word;
 use textwrap::wrap_algorithms::wrap_first_fit;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
-use crate::compose::render::{Escape, Marks, SLOT_WRAP_WIDTH, Slot, Template};
+use crate::compose::render::{Escape, Marks, SLOT_WRAP_WIDTH, Slot, Template, nobreak};
 use crate::compose::timefmt;
 use crate::model::{
     Article, Block, Body, Closing, Column, Editorial, Event, Heads, Inline, Issue, NewsItem,
@@ -260,7 +260,11 @@ fn titled(kicker: &str, title: &str, author: &str) -> Vec<String> {
 
 fn event(e: &Event, issue: &Issue, links: &mut LinkList) -> Vec<String> {
     let mut lines = wrap(
-        &timefmt::event_time(&e.start, &issue.publisher.event_zones),
+        &timefmt::event_time(
+            &e.start,
+            &issue.publisher.event_zones,
+            &issue.publisher.zone_labels,
+        ),
         WIDTH,
         "",
         "",
@@ -490,12 +494,14 @@ fn inline_text(inl: &[Inline], marks: &Marks, links: &mut LinkList) -> String {
 fn push_inlines(out: &mut String, inl: &[Inline], marks: &Marks, links: &mut LinkList) {
     for i in inl {
         match i {
-            Inline::Text(t) | Inline::Code(t) => push_clean(out, t),
+            Inline::Text(t) => push_clean(out, t),
+            // Code is copied as written: no no-break spaces in a command.
+            Inline::Code(t) => push_plain(out, t),
             Inline::Emphasis(c) | Inline::Strong(c) => push_inlines(out, c, marks, links),
             Inline::Link(l) => match safe_url(&l.url) {
                 // An autolink already shows its URL; a reference would repeat it.
                 Some(url) if plain_text(&l.content).trim() == l.url.trim() => {
-                    push_clean(out, &url);
+                    push_plain(out, &url);
                 }
                 Some(_) => {
                     push_inlines(out, &l.content, marks, links);
@@ -537,8 +543,9 @@ fn push_held(out: &mut String, tail: &str) {
             GLUE
         });
     }
+    // One bracket around the whole tail; brackets inside it would end it early.
     out.push(KEEP_OPEN);
-    out.push_str(tail);
+    out.push_str(&tail.replace([KEEP_OPEN, KEEP_CLOSE], ""));
     out.push(KEEP_CLOSE);
 }
 
@@ -577,9 +584,32 @@ fn is_nonbreaking_space(c: char) -> bool {
     matches!(c, '\u{00A0}' | '\u{2007}' | '\u{202F}' | '\u{3000}')
 }
 
+/// Appends user prose as [`push_plain`] does, with each number and its
+/// unit, and each time, made one unbreakable run (see [`nobreak`]): its
+/// spaces become no-break spaces, which a client re-wrapping the text on a
+/// phone honours too, and the run is bracketed so the wrapper never breaks
+/// inside it (not even after the slash of `$50/kWh`).
+fn push_clean(out: &mut String, s: &str) {
+    if !nobreak::has_digit(s) {
+        return push_plain(out, s);
+    }
+    let start = out.len();
+    push_plain(out, s);
+    let added = out.split_off(start);
+    let mut at = 0;
+    for run in nobreak::held_runs(&added) {
+        out.push_str(&added[at..run.start]);
+        out.push(KEEP_OPEN);
+        nobreak::push_joined(out, &added[run.clone()]);
+        out.push(KEEP_CLOSE);
+        at = run.end;
+    }
+    out.push_str(&added[at..]);
+}
+
 /// Appends user text with whitespace collapsed to single spaces, as HTML
 /// shows it, and banned and control characters dropped.
-fn push_clean(out: &mut String, s: &str) {
+fn push_plain(out: &mut String, s: &str) {
     for c in s.chars() {
         if c.is_whitespace() && !is_nonbreaking_space(c) {
             if !out.is_empty() && !out.ends_with(' ') && !out.ends_with('\n') {
