@@ -278,32 +278,7 @@ fn read_issue(t: &Table<'_, '_>, out: &mut Diagnostics) -> RawIssue {
         ed.finish(out);
         (ed.span.clone(), v)
     });
-    raw.articles = t.tables("articles", out).map(|(span, list)| {
-        let items = list
-            .into_iter()
-            .enumerate()
-            .map(|(i, a)| {
-                audiences(&a, BlockRef::Article(i), &mut raw.audiences, out);
-                read_article(&a, out)
-            })
-            .collect();
-        (span, items)
-    });
-    raw.events = t.tables("events", out).map(|(span, list)| {
-        let items = list.into_iter().map(|e| read_event(&e, out)).collect();
-        (span, items)
-    });
-    raw.news = t.tables("news", out).map(|(span, list)| {
-        let items = list
-            .into_iter()
-            .enumerate()
-            .map(|(i, n)| {
-                audiences(&n, BlockRef::News(i), &mut raw.audiences, out);
-                read_news(&n, out)
-            })
-            .collect();
-        (span, items)
-    });
+    read_lists(t, &mut raw, out);
     raw.column = t.table("column", out).map(|c| {
         audiences(
             &c,
@@ -333,6 +308,37 @@ fn read_issue(t: &Table<'_, '_>, out: &mut Diagnostics) -> RawIssue {
         read_closing(&c, out)
     });
     raw
+}
+
+/// The sections that are lists of tables: `[[articles]]`, `[[events]]`,
+/// `[[news]]`.
+fn read_lists(t: &Table<'_, '_>, raw: &mut RawIssue, out: &mut Diagnostics) {
+    raw.articles = t.tables("articles", out).map(|(span, list)| {
+        let items = list
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| {
+                audiences(&a, BlockRef::Article(i), &mut raw.audiences, out);
+                read_article(&a, out)
+            })
+            .collect();
+        (span, items)
+    });
+    raw.events = t.tables("events", out).map(|(span, list)| {
+        let items = list.into_iter().map(|e| read_event(&e, out)).collect();
+        (span, items)
+    });
+    raw.news = t.tables("news", out).map(|(span, list)| {
+        let items = list
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| {
+                audiences(&n, BlockRef::News(i), &mut raw.audiences, out);
+                read_news(&n, out)
+            })
+            .collect();
+        (span, items)
+    });
 }
 
 fn read_section_order(sections: &Table<'_, '_>, raw: &mut RawIssue, out: &mut Diagnostics) {

@@ -216,32 +216,7 @@ impl V<'_> {
         let newsletter = self
             .opt_text(&raw.newsletter, "newsletter", "the newsletter's name")
             .unwrap_or_else(|| cfg.newsletter.name.clone());
-        let number = match &raw.number {
-            None if self.reported("number") => None,
-            None => {
-                self.err(
-                    "number",
-                    top.clone(),
-                    "missing `number`, expected the issue number, e.g. number = 1042",
-                );
-                None
-            }
-            Some(n) if n.value < 1 || n.value > i64::from(u32::MAX) => {
-                self.err(
-                    "number",
-                    n.span.clone(),
-                    format!(
-                        "{} is not an issue number, expected a whole number from 1",
-                        n.value
-                    ),
-                );
-                None
-            }
-            Some(n) => {
-                self.note("number", &n.span);
-                u32::try_from(n.value).ok()
-            }
-        };
+        let number = self.number(raw);
         let date = match &raw.date {
             None if self.reported("date") => None,
             None => {
@@ -260,26 +235,7 @@ impl V<'_> {
             &top,
             "the email subject, e.g. subject = \"VW plants for sale\"",
         );
-        let preheader = match &raw.preheader {
-            None => {
-                self.warn(
-                    "preheader",
-                    top.clone(),
-                    "missing `preheader`; inboxes will show the first words of the issue instead",
-                );
-                Some(String::new())
-            }
-            Some(p) if p.value.trim().is_empty() => {
-                self.note("preheader", &p.span);
-                self.warn(
-                    "preheader",
-                    p.span.clone(),
-                    "empty `preheader`; inboxes will show the first words of the issue instead",
-                );
-                Some(String::new())
-            }
-            Some(_) => self.opt_text(&raw.preheader, "preheader", "the inbox preview line"),
-        };
+        let preheader = self.preheader(raw);
         let language = self
             .opt_text(&raw.language, "language", "a language tag such as `en`")
             .unwrap_or_else(|| cfg.newsletter.language.clone());
@@ -312,6 +268,61 @@ impl V<'_> {
             sections: sections?,
             publisher: publisher?,
         })
+    }
+
+    fn number(&mut self, raw: &RawIssue) -> Option<u32> {
+        let top = 0..0;
+        match &raw.number {
+            None if self.reported("number") => None,
+            None => {
+                self.err(
+                    "number",
+                    top.clone(),
+                    "missing `number`, expected the issue number, e.g. number = 1042",
+                );
+                None
+            }
+            Some(n) if n.value < 1 || n.value > i64::from(u32::MAX) => {
+                self.err(
+                    "number",
+                    n.span.clone(),
+                    format!(
+                        "{} is not an issue number, expected a whole number from 1",
+                        n.value
+                    ),
+                );
+                None
+            }
+            Some(n) => {
+                self.note("number", &n.span);
+                u32::try_from(n.value).ok()
+            }
+        }
+    }
+
+    /// The inbox preview line; missing or blank is only a warning.
+    fn preheader(&mut self, raw: &RawIssue) -> Option<String> {
+        let top = 0..0;
+        match &raw.preheader {
+            None => {
+                self.warn(
+                    "preheader",
+                    top.clone(),
+                    "missing `preheader`; inboxes will show the first words of the issue instead",
+                );
+                Some(String::new())
+            }
+            Some(p) if p.value.trim().is_empty() => {
+                self.note("preheader", &p.span);
+                self.warn(
+                    "preheader",
+                    p.span.clone(),
+                    "empty `preheader`; inboxes will show the first words of the issue instead",
+                );
+                Some(String::new())
+            }
+            Some(_) => self.opt_text(&raw.preheader, "preheader", "the inbox preview line"),
+        }
     }
 
     fn slug(&mut self, s: &At<String>) -> Option<String> {
@@ -488,93 +499,38 @@ impl V<'_> {
     }
 
     fn body(&mut self, raw: &RawBody, field: &str, within: &Range<usize>) -> Option<Body> {
-        let (source, file, offset_base): (String, Arc<SourceFile>, Option<usize>) = match (
-            &raw.inline,
-            &raw.file,
-        ) {
-            (Some(_), Some(f)) => {
-                self.err(
-                    &format!("{field}_file"),
-                    f.span.clone(),
-                    "both `body` and `body_file` are given, expected only one",
-                );
-                return None;
-            }
-            (None, None) if self.reported(field) || self.reported(&format!("{field}_file")) => {
-                return None;
-            }
-            (None, None) => {
-                self.err(
-                    field,
-                    within.clone(),
-                    format!(
-                        "missing `{}`, expected `body = \"…\"` or `body_file = \"file.md\"`",
-                        leaf(field)
-                    ),
-                );
-                return None;
-            }
-            (Some(b), None) => {
-                self.note(field, &b.span);
-                let slice = &self.cx.file.text[b.span.clone()];
-                let base = slice.find(b.value.as_str()).map(|i| b.span.start + i);
-                (b.value.clone(), Arc::clone(self.cx.file), base)
-            }
-            (None, Some(f)) => {
-                let file_field = format!("{field}_file");
-                self.note(&file_field, &f.span);
-                if !crate::input::stays_inside(Path::new(&f.value)) {
+        let (source, file, offset_base): (String, Arc<SourceFile>, Option<usize>) =
+            match (&raw.inline, &raw.file) {
+                (Some(_), Some(f)) => {
                     self.err(
-                        &file_field,
+                        &format!("{field}_file"),
                         f.span.clone(),
+                        "both `body` and `body_file` are given, expected only one",
+                    );
+                    return None;
+                }
+                (None, None) if self.reported(field) || self.reported(&format!("{field}_file")) => {
+                    return None;
+                }
+                (None, None) => {
+                    self.err(
+                        field,
+                        within.clone(),
                         format!(
-                            "`{}` is outside the issue's folder ({}); expected a Markdown file inside it, such as articles/story.md",
-                            f.value,
-                            self.cx.base_dir.display()
+                            "missing `{}`, expected `body = \"…\"` or `body_file = \"file.md\"`",
+                            leaf(field)
                         ),
                     );
                     return None;
                 }
-                let path = self.cx.base_dir.join(&f.value);
-                let bytes = match (self.cx.read)(&path) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        self.err(
-                            &file_field,
-                            f.span.clone(),
-                            format!(
-                                "cannot read `{}` ({}): {e}; expected a Markdown file relative to the manifest",
-                                f.value,
-                                path.display()
-                            ),
-                        );
-                        return None;
-                    }
-                };
-                self.body_files.push(path.clone());
-                match String::from_utf8(bytes) {
-                    Ok(text) => {
-                        let sf = SourceFile::new(&path, text.clone());
-                        self.locations.insert(field, Arc::clone(&sf), None);
-                        (text, sf, Some(0))
-                    }
-                    Err(e) => {
-                        let at = e.utf8_error().valid_up_to();
-                        let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
-                        let sf = SourceFile::new(&path, lossy);
-                        self.out.push(
-                            Diagnostic::error(format!(
-                                "`{}` is not UTF-8 text (invalid byte at offset {at}), expected a UTF-8 Markdown file",
-                                f.value
-                            ))
-                            .field(file_field)
-                            .at(&sf, Some(at..at + '\u{fffd}'.len_utf8())),
-                        );
-                        return None;
-                    }
+                (Some(b), None) => {
+                    self.note(field, &b.span);
+                    let slice = &self.cx.file.text[b.span.clone()];
+                    let base = slice.find(b.value.as_str()).map(|i| b.span.start + i);
+                    (b.value.clone(), Arc::clone(self.cx.file), base)
                 }
-            }
-        };
+                (None, Some(f)) => self.body_file(f, field)?,
+            };
         let (body, problems) = markdown::parse(&source);
         for p in problems {
             let span = match offset_base {
@@ -603,127 +559,71 @@ impl V<'_> {
         Some(body)
     }
 
-    fn sections(&mut self, raw: &RawIssue) -> Option<Vec<Section>> {
-        let cfg = self.cx.config;
-        let mut ok = true;
-        // Order: issue override, else config, else the built-in one.
-        let order: Vec<SectionKind> = match &raw.order {
-            Some(list) => {
-                let mut kinds = Vec::new();
-                for item in &list.value {
-                    match SectionKind::from_key(&item.value) {
-                        Some(k) if !kinds.contains(&k) => kinds.push(k),
-                        Some(_) => {
-                            self.err(
-                                "sections.order",
-                                item.span.clone(),
-                                format!(
-                                    "`{}` is listed twice, expected each section once",
-                                    item.value
-                                ),
-                            );
-                            ok = false;
-                        }
-                        None => {
-                            self.unknown_section("sections.order", item);
-                            ok = false;
-                        }
-                    }
-                }
-                kinds
-            }
-            None => cfg
-                .sections
-                .order
-                .as_ref()
-                .map(|o| o.iter().filter_map(|k| SectionKind::from_key(k)).collect())
-                .unwrap_or_else(|| SectionKind::ALL.to_vec()),
-        };
-        let mut labels: HashMap<SectionKind, String> = cfg
-            .sections
-            .labels
-            .iter()
-            .filter_map(|(k, v)| SectionKind::from_key(k).map(|k| (k, v.clone())))
-            .collect();
-        for (key, label) in &raw.labels {
-            match SectionKind::from_key(&key.value) {
-                Some(k) => {
-                    if let Some(l) = self.line_text(
-                        label,
-                        &format!("sections.labels.{}", key.value),
-                        "a section heading",
-                    ) {
-                        labels.insert(k, l);
-                    }
-                }
-                None => {
-                    self.unknown_section("sections.labels", key);
-                    ok = false;
-                }
-            }
-        }
-
-        let mut contents: Vec<(SectionKind, Range<usize>, Option<SectionContent>)> = Vec::new();
-        let mut anchors: HashMap<String, (String, Range<usize>)> = HashMap::new();
-        for k in SectionKind::ALL {
-            anchors.insert(
-                k.key().to_string(),
-                (format!("the {} section", k.key()), 0..0),
+    /// The text of a `body_file`, its source for diagnostics, and offset 0.
+    fn body_file(
+        &mut self,
+        f: &At<String>,
+        field: &str,
+    ) -> Option<(String, Arc<SourceFile>, Option<usize>)> {
+        let file_field = format!("{field}_file");
+        self.note(&file_field, &f.span);
+        if !crate::input::stays_inside(Path::new(&f.value)) {
+            self.err(
+                &file_field,
+                f.span.clone(),
+                format!(
+                    "`{}` is outside the issue's folder ({}); expected a Markdown file inside it, such as articles/story.md",
+                    f.value,
+                    self.cx.base_dir.display()
+                ),
             );
+            return None;
         }
+        let path = self.cx.base_dir.join(&f.value);
+        let bytes = match (self.cx.read)(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                self.err(
+                    &file_field,
+                    f.span.clone(),
+                    format!(
+                        "cannot read `{}` ({}): {e}; expected a Markdown file relative to the manifest",
+                        f.value,
+                        path.display()
+                    ),
+                );
+                return None;
+            }
+        };
+        self.body_files.push(path.clone());
+        match String::from_utf8(bytes) {
+            Ok(text) => {
+                let sf = SourceFile::new(&path, text.clone());
+                self.locations.insert(field, Arc::clone(&sf), None);
+                Some((text, sf, Some(0)))
+            }
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to();
+                let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                let sf = SourceFile::new(&path, lossy);
+                self.out.push(
+                    Diagnostic::error(format!(
+                        "`{}` is not UTF-8 text (invalid byte at offset {at}), expected a UTF-8 Markdown file",
+                        f.value
+                    ))
+                    .field(file_field)
+                    .at(&sf, Some(at..at + '\u{fffd}'.len_utf8())),
+                );
+                return None;
+            }
+        }
+    }
 
-        if let Some((span, ed)) = &raw.editorial {
-            let c = self.editorial(ed, span);
-            contents.push((
-                SectionKind::Editorial,
-                span.clone(),
-                c.map(SectionContent::Editorial),
-            ));
-        }
-        if let Some((span, list)) = &raw.articles {
-            let c = self.articles(list, span, &mut anchors);
-            contents.push((
-                SectionKind::Articles,
-                span.clone(),
-                c.map(SectionContent::Articles),
-            ));
-        }
-        if let Some((span, list)) = &raw.events {
-            let c = self.events(list, span);
-            contents.push((
-                SectionKind::Events,
-                span.clone(),
-                c.map(SectionContent::Events),
-            ));
-        }
-        if let Some((span, list)) = &raw.news {
-            let c = self.news(list, span, &mut anchors);
-            contents.push((SectionKind::News, span.clone(), c.map(SectionContent::News)));
-        }
-        if let Some((span, col)) = &raw.column {
-            let c = self.column(col, span);
-            contents.push((
-                SectionKind::Column,
-                span.clone(),
-                c.map(SectionContent::Column),
-            ));
-        }
-        if let Some((span, heads)) = &raw.heads {
-            let c = self.heads(heads, span);
-            contents.push((
-                SectionKind::Heads,
-                span.clone(),
-                c.map(SectionContent::Heads),
-            ));
-        }
-        if let Some((span, closing)) = &raw.closing {
-            let c = self.closing(closing, span);
-            contents.push((
-                SectionKind::Closing,
-                span.clone(),
-                c.map(SectionContent::Closing),
-            ));
-        }
+    fn sections(&mut self, raw: &RawIssue) -> Option<Vec<Section>> {
+        let mut ok = true;
+        let order = self.section_order(raw, &mut ok);
+        let labels = self.section_labels(raw, &mut ok);
+        let mut contents = self.section_contents(raw);
         if contents.is_empty() {
             self.err("sections", 0..0, "the issue has no sections, expected at least one of [editorial], [[articles]], [[events]], [[news]], [column], [heads], [closing]");
             return None;
@@ -763,6 +663,130 @@ impl V<'_> {
             }
         }
         ok.then_some(sections)
+    }
+
+    /// Order: the issue's override, else the config's, else the built-in one.
+    fn section_order(&mut self, raw: &RawIssue, ok: &mut bool) -> Vec<SectionKind> {
+        let Some(list) = &raw.order else {
+            return self
+                .cx
+                .config
+                .sections
+                .order
+                .as_ref()
+                .map(|o| o.iter().filter_map(|k| SectionKind::from_key(k)).collect())
+                .unwrap_or_else(|| SectionKind::ALL.to_vec());
+        };
+        let mut kinds = Vec::new();
+        for item in &list.value {
+            match SectionKind::from_key(&item.value) {
+                Some(k) if !kinds.contains(&k) => kinds.push(k),
+                Some(_) => {
+                    self.err(
+                        "sections.order",
+                        item.span.clone(),
+                        format!(
+                            "`{}` is listed twice, expected each section once",
+                            item.value
+                        ),
+                    );
+                    *ok = false;
+                }
+                None => {
+                    self.unknown_section("sections.order", item);
+                    *ok = false;
+                }
+            }
+        }
+        kinds
+    }
+
+    /// Headings: the config's, overridden by the issue's.
+    fn section_labels(&mut self, raw: &RawIssue, ok: &mut bool) -> HashMap<SectionKind, String> {
+        let mut labels: HashMap<SectionKind, String> = self
+            .cx
+            .config
+            .sections
+            .labels
+            .iter()
+            .filter_map(|(k, v)| SectionKind::from_key(k).map(|k| (k, v.clone())))
+            .collect();
+        for (key, label) in &raw.labels {
+            match SectionKind::from_key(&key.value) {
+                Some(k) => {
+                    if let Some(l) = self.line_text(
+                        label,
+                        &format!("sections.labels.{}", key.value),
+                        "a section heading",
+                    ) {
+                        labels.insert(k, l);
+                    }
+                }
+                None => {
+                    self.unknown_section("sections.labels", key);
+                    *ok = false;
+                }
+            }
+        }
+        labels
+    }
+
+    /// Every section written, in manifest order, validated (`None` content
+    /// when it has errors).
+    fn section_contents(
+        &mut self,
+        raw: &RawIssue,
+    ) -> Vec<(SectionKind, Range<usize>, Option<SectionContent>)> {
+        let mut anchors: HashMap<String, (String, Range<usize>)> = HashMap::new();
+        for k in SectionKind::ALL {
+            anchors.insert(
+                k.key().to_string(),
+                (format!("the {} section", k.key()), 0..0),
+            );
+        }
+        let mut contents = Vec::new();
+        let mut add = |kind, span: &Range<usize>, c| contents.push((kind, span.clone(), c));
+        if let Some((span, ed)) = &raw.editorial {
+            add(
+                SectionKind::Editorial,
+                span,
+                self.editorial(ed, span).map(SectionContent::Editorial),
+            );
+        }
+        if let Some((span, list)) = &raw.articles {
+            let c = self.articles(list, span, &mut anchors);
+            add(SectionKind::Articles, span, c.map(SectionContent::Articles));
+        }
+        if let Some((span, list)) = &raw.events {
+            add(
+                SectionKind::Events,
+                span,
+                self.events(list, span).map(SectionContent::Events),
+            );
+        }
+        if let Some((span, list)) = &raw.news {
+            let c = self.news(list, span, &mut anchors);
+            add(SectionKind::News, span, c.map(SectionContent::News));
+        }
+        if let Some((span, col)) = &raw.column {
+            add(
+                SectionKind::Column,
+                span,
+                self.column(col, span).map(SectionContent::Column),
+            );
+        }
+        if let Some((span, heads)) = &raw.heads {
+            add(
+                SectionKind::Heads,
+                span,
+                self.heads(heads, span).map(SectionContent::Heads),
+            );
+        }
+        if let Some((span, closing)) = &raw.closing {
+            let c = self.closing(closing, span);
+            add(SectionKind::Closing, span, c.map(SectionContent::Closing));
+        }
+        contents
     }
 
     fn unknown_section(&mut self, field: &str, item: &At<String>) {
