@@ -614,7 +614,7 @@ impl V<'_> {
                     .field(file_field)
                     .at(&sf, Some(at..at + '\u{fffd}'.len_utf8())),
                 );
-                return None;
+                None
             }
         }
     }
