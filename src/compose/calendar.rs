@@ -25,6 +25,15 @@ pub fn events(issue: &Issue) -> Vec<&Event> {
         .collect()
 }
 
+/// The 1-based number of `event` among the issue's events (the `n` of its
+/// calendar file).
+pub fn number_of(issue: &Issue, event: &Event) -> Option<usize> {
+    events(issue)
+        .iter()
+        .position(|e| std::ptr::eq(*e, event))
+        .map(|i| i + 1)
+}
+
 /// Path of event `n` (1-based) below the issue's archive folder.
 pub fn event_path(n: usize) -> String {
     format!("events/{n}.ics")

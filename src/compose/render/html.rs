@@ -9,6 +9,7 @@ use std::borrow::Cow;
 
 use maud::{DOCTYPE, Markup, PreEscaped, Render, html};
 
+use crate::compose::calendar;
 use crate::compose::render::{Escape, Marks, Slot, Template, nobreak};
 use crate::compose::timefmt;
 use crate::model::strip_marks;
@@ -595,6 +596,11 @@ fn event(e: &Event, issue: &Issue) -> Markup {
                 a href=(Txt(url)) style=(LINK_SERIF) { (Prose(&e.title)) }
             } @else {
                 (Prose(&e.title))
+            }
+            // Beside its title, so the link's purpose is clear in context.
+            @if let Some(n) = calendar::number_of(issue, e) {
+                " · "
+                a href=(Txt(&calendar::event_url(issue, n))) style=(LINK_SERIF) { "Add to calendar" }
             }
         }
     }

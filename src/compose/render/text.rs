@@ -10,6 +10,7 @@ use textwrap::core::Word;
 use textwrap::wrap_algorithms::wrap_first_fit;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
+use crate::compose::calendar;
 use crate::compose::render::{Escape, Marks, SLOT_WRAP_WIDTH, Slot, Template, nobreak};
 use crate::compose::timefmt;
 use crate::model::{
@@ -283,6 +284,11 @@ fn event(e: &Event, issue: &Issue, links: &mut LinkList) -> Vec<String> {
         push_reference(&mut what, links, &e.url);
     }
     lines.extend(wrap(&what, WIDTH, "", ""));
+    if let Some(n) = calendar::number_of(issue, e) {
+        let mut add = "Add to calendar".to_string();
+        push_reference(&mut add, links, &calendar::event_url(issue, n));
+        lines.extend(wrap(&add, WIDTH, "", ""));
+    }
     lines
 }
 
