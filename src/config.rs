@@ -472,6 +472,16 @@ impl Config {
         self.resolve(&self.send.ledger)
     }
 
+    /// The configured section order, else the built-in one.
+    pub fn section_order(&self) -> Vec<crate::model::SectionKind> {
+        use crate::model::SectionKind;
+        self.sections
+            .order
+            .as_ref()
+            .map(|o| o.iter().filter_map(|k| SectionKind::from_key(k)).collect())
+            .unwrap_or_else(|| SectionKind::ALL.to_vec())
+    }
+
     /// The From display name.
     pub fn from_name(&self) -> &str {
         self.sender

@@ -182,14 +182,7 @@ fn past_events_and_unsized_images(cx: &Cx<'_>) -> Vec<Diagnostic> {
 /// Sections the config's order lists that this issue lacks.
 fn missing_sections(cx: &Cx<'_>) -> Vec<Diagnostic> {
     let issue = &cx.input.loaded.issue;
-    let order: Vec<SectionKind> = cx
-        .input
-        .config
-        .sections
-        .order
-        .as_ref()
-        .map(|o| o.iter().filter_map(|k| SectionKind::from_key(k)).collect())
-        .unwrap_or_else(|| SectionKind::ALL.to_vec());
+    let order: Vec<SectionKind> = cx.input.config.section_order();
     order
         .into_iter()
         .filter(|kind| !issue.sections.iter().any(|s| s.kind == *kind))

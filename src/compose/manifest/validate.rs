@@ -668,14 +668,7 @@ impl V<'_> {
     /// Order: the issue's override, else the config's, else the built-in one.
     fn section_order(&mut self, raw: &RawIssue, ok: &mut bool) -> Vec<SectionKind> {
         let Some(list) = &raw.order else {
-            return self
-                .cx
-                .config
-                .sections
-                .order
-                .as_ref()
-                .map(|o| o.iter().filter_map(|k| SectionKind::from_key(k)).collect())
-                .unwrap_or_else(|| SectionKind::ALL.to_vec());
+            return self.cx.config.section_order();
         };
         let mut kinds = Vec::new();
         for item in &list.value {
