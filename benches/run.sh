@@ -18,7 +18,7 @@ fi
 PATH=$PATH:/usr/sbin
 
 cargo build --release --quiet
-bin=$root/target/release/briefing
+bin=${CARGO_TARGET_DIR:-$root/target}/release/briefing
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 

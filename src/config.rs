@@ -182,6 +182,11 @@ pub struct SendConfig {
     /// How long after `send_at` `send --due` still sends, in minutes.
     #[serde(default = "default_late_after")]
     pub late_after_minutes: u64,
+    /// How long a recipient whose server keeps answering 4xx stays
+    /// deferred (retried by later runs) before it fails, in hours: an MTA's
+    /// queue lifetime.
+    #[serde(default = "default_give_up_after")]
+    pub give_up_after_hours: u64,
 }
 
 impl Default for SendConfig {
@@ -191,6 +196,7 @@ impl Default for SendConfig {
             suppressed: default_suppressed(),
             ledger: default_ledger(),
             late_after_minutes: default_late_after(),
+            give_up_after_hours: default_give_up_after(),
         }
     }
 }
@@ -206,6 +212,9 @@ fn default_ledger() -> PathBuf {
 }
 fn default_late_after() -> u64 {
     360
+}
+fn default_give_up_after() -> u64 {
+    72
 }
 
 /// How messages leave, and how fast.
@@ -249,6 +258,11 @@ pub struct TransportConfig {
     /// First retry delay in milliseconds, doubled each try, with jitter.
     #[serde(default = "default_backoff")]
     pub backoff_ms: u64,
+    /// How long one run waits out a relay it cannot reach (refused, DNS,
+    /// TLS, 421, AUTH 4xx) before it stops with everything unsent still
+    /// pending, in seconds.
+    #[serde(default = "default_outage_wait")]
+    pub outage_wait_seconds: u64,
 }
 
 impl Default for TransportConfig {
@@ -266,6 +280,7 @@ impl Default for TransportConfig {
             timeout_seconds: default_timeout(),
             max_attempts: default_attempts(),
             backoff_ms: default_backoff(),
+            outage_wait_seconds: default_outage_wait(),
         }
     }
 }
@@ -287,6 +302,9 @@ fn default_attempts() -> u32 {
 }
 fn default_backoff() -> u64 {
     500
+}
+fn default_outage_wait() -> u64 {
+    300
 }
 
 /// DKIM signing.

@@ -319,7 +319,14 @@ fn shape_problems(v: &Value) -> Vec<String> {
     for k in ["issue", "manifest", "subject", "state"] {
         string(k, &mut p);
     }
-    for k in ["send_at", "send_at_utc", "started_at", "finished_at"] {
+    for k in [
+        "send_at",
+        "send_at_utc",
+        "started_at",
+        "finished_at",
+        "stop_reason",
+        "next_attempt_at",
+    ] {
         string_or_null(k, &mut p);
     }
     if let Some(s) = o.get("state").and_then(Value::as_str)
@@ -375,6 +382,7 @@ fn shape_problems(v: &Value) -> Vec<String> {
                 "suppressed",
                 "pending",
                 "sending",
+                "deferred",
             ] {
                 sum += count(&format!("counts.{k}"), c.get(k), &mut p);
             }
@@ -421,6 +429,26 @@ fn shape_problems(v: &Value) -> Vec<String> {
         None => p.push(format!(
             "failures: expected an array, got {:?}",
             o.get("failures")
+        )),
+    }
+    match o.get("deferrals").and_then(Value::as_array) {
+        Some(items) => {
+            for (i, d) in items.iter().enumerate() {
+                for k in ["email", "last_reply", "next_attempt_at"] {
+                    if !d.get(k).is_some_and(Value::is_string) {
+                        p.push(format!("deferrals[{i}].{k}: expected a string, got {d}"));
+                    }
+                }
+                count(
+                    &format!("deferrals[{i}].attempts"),
+                    d.get("attempts"),
+                    &mut p,
+                );
+            }
+        }
+        None => p.push(format!(
+            "deferrals: expected an array, got {:?}",
+            o.get("deferrals")
         )),
     }
     p

@@ -63,6 +63,7 @@ fn envelope(to: &str) -> Envelope {
         peer: None,
         tls: false,
         auth_user: None,
+        dropped: false,
     }
 }
 

@@ -84,6 +84,12 @@ impl Progress for Reporter {
             Event::Uncertain(n) => self.line(&format!(
                 "{n} message(s) were with the server when an earlier run stopped: marked uncertain, not resent"
             )),
+            Event::Requeued(_)
+            | Event::RetriedFailed(_)
+            | Event::Outage { .. }
+            | Event::Recovered(_)
+            | Event::Deferred { .. }
+            | Event::Lost { .. } => self.resilience_event(e),
             Event::Started { pending, total } => {
                 if let Some(b) = &self.bar {
                     b.set_length(*total);
@@ -125,6 +131,52 @@ impl Progress for Reporter {
 }
 
 impl Reporter {
+    /// Outages, deferrals, lost replies and the queue repairs of a resume.
+    fn resilience_event(&self, e: &Event) {
+        match e {
+            Event::Requeued(n) => self.line(&format!(
+                "{n} message(s) were being sent when an earlier run stopped, before their end of data: back in the queue"
+            )),
+            Event::RetriedFailed(n) => self.line(&format!(
+                "--retry-failed: {n} failed recipient(s) whose failure was not a permanent (5xx) refusal are back in the queue"
+            )),
+            Event::Outage { reason, retry_in, lasted, limit } => {
+                let msg = format!(
+                    "relay unavailable: {reason}; pausing the send, next try in {:.1} s (down {:.0} s, giving up after {} s)",
+                    retry_in.as_secs_f64(),
+                    lasted.as_secs_f64(),
+                    limit.as_secs()
+                );
+                self.eline(&msg);
+            }
+            Event::Recovered(after) => self.line(&format!(
+                "relay reachable again after {:.1} s: resuming",
+                after.as_secs_f64()
+            )),
+            Event::Deferred { email, reply, next_attempt } => {
+                let class = failure_class(reply);
+                if self.first_of_class(&format!("defer {class}")) {
+                    self.line(&format!(
+                        "deferred {email}: {reply}; next attempt at {next_attempt} (further {class} deferrals counted in the summary)"
+                    ));
+                }
+            }
+            Event::Lost { email, reply } => {
+                let msg = format!("uncertain {email}: {reply}; not resent (see --resend-uncertain)");
+                self.eline(&msg);
+            }
+            _ => {}
+        }
+    }
+
+    /// A line on stderr (or above the bar).
+    fn eline(&self, msg: &str) {
+        match &self.bar {
+            Some(b) => b.println(msg),
+            None => elog(self.clock.as_ref(), msg),
+        }
+    }
+
     fn first_of_class(&self, class: &str) -> bool {
         let Ok(mut seen) = self.seen_classes.lock() else {
             return false;

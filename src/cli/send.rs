@@ -43,6 +43,10 @@ pub struct SendArgs {
     /// Also send to recipients whose earlier send is uncertain.
     #[arg(long)]
     resend_uncertain: bool,
+    /// Put recipients whose failure was not a permanent (5xx) refusal back
+    /// in the queue (connection errors, timeouts, 4xx give-ups).
+    #[arg(long)]
+    retry_failed: bool,
     /// Send every issue under the folder whose send_at has passed.
     #[arg(long)]
     due: bool,
@@ -60,6 +64,7 @@ impl SendArgs {
             dry_run: self.dry_run,
             limit: self.limit,
             resend_uncertain: self.resend_uncertain,
+            retry_failed: self.retry_failed,
         }
     }
 }
@@ -195,11 +200,12 @@ fn report_summary(
     log(
         clock,
         &format!(
-            "{slug} summary: sent {} (this run {}), failed {}, uncertain {}, suppressed {}, pending {}, skipped invalid {}, duplicates {}, {:.1} s, {:.0} messages/s{}",
+            "{slug} summary: sent {} (this run {}), failed {}, uncertain {}, deferred {}, suppressed {}, pending {}, skipped invalid {}, duplicates {}, {:.1} s, {:.0} messages/s{}",
             c.sent,
             s.sent_now,
             c.failed,
             c.uncertain,
+            c.deferred,
             c.suppressed,
             c.pending,
             s.invalid,
@@ -209,17 +215,16 @@ fn report_summary(
             if dry_run { " (dry run)" } else { "" }
         ),
     );
-    if c.uncertain > 0 {
+    report_leftovers(manifest, s, clock);
+    if let Some(o) = &s.outage {
         elog(
             clock,
             &format!(
-                "{} recipient(s) are uncertain: a run stopped while their message was with the server. \
-                 `briefing status {}` lists them; `briefing send {} --resend-uncertain` sends them again",
-                c.uncertain,
-                manifest.display(),
-                manifest.display()
+                "error: {}; everything not sent stays pending: rerun the same command, or let the next `send --due` tick resume it",
+                s.stop_reason.as_deref().unwrap_or(o)
             ),
         );
+        return Ok(exit::BAD_INPUT);
     }
     if let Some(f) = &s.fatal {
         elog(
@@ -234,11 +239,40 @@ fn report_summary(
         elog(clock, "interrupted; rerun the same command to resume");
         return Ok(exit::INTERRUPTED);
     }
-    // Uncertain recipients are not known to be delivered: not a clean run.
-    if c.failed > 0 || c.uncertain > 0 {
+    // Uncertain or deferred recipients are not known to be delivered: not
+    // a clean run.
+    if c.failed > 0 || c.uncertain > 0 || c.deferred > 0 {
         return Ok(exit::SOME_FAILED);
     }
     Ok(exit::OK)
+}
+
+/// Explains uncertain and deferred recipients, with what to do about them.
+fn report_leftovers(manifest: &Path, s: &Summary, clock: &dyn Clock) {
+    let c = &s.counts;
+    if c.uncertain > 0 {
+        elog(
+            clock,
+            &format!(
+                "{} recipient(s) are uncertain: their end of data was written but no answer came (a run stopped, or the connection was lost). \
+                 `briefing status {}` lists them; `briefing send {} --resend-uncertain` sends them again",
+                c.uncertain,
+                manifest.display(),
+                manifest.display()
+            ),
+        );
+    }
+    if c.deferred > 0 {
+        elog(
+            clock,
+            &format!(
+                "{} recipient(s) deferred: their server answers 4xx. The next attempt is at {}: a later `briefing send {}` or `send --due` tick retries them until send.give_up_after_hours",
+                c.deferred,
+                s.next_attempt.as_deref().unwrap_or("?"),
+                manifest.display()
+            ),
+        );
+    }
 }
 
 /// Asks on the terminal; refuses when there is none (cron must say --yes).
@@ -330,6 +364,7 @@ fn send_due(args: &SendArgs, config: &Config, clock: SharedClock) -> CliResult {
     let opts = SendOptions {
         to: Vec::new(),
         resend_uncertain: false,
+        retry_failed: false,
         ..args.options()
     };
     for m in &scan.due {

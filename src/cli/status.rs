@@ -94,16 +94,23 @@ fn print_text(s: &IssueStatus, single: bool) {
     );
     if c.total > 0 {
         println!(
-            "  sent {}, failed {}, uncertain {}, suppressed {}, pending {} of {}; invalid rows {}, duplicates {}",
+            "  sent {}, failed {}, uncertain {}, deferred {}, suppressed {}, pending {} of {}; invalid rows {}, duplicates {}",
             c.sent,
             c.failed,
             c.uncertain,
+            c.deferred,
             c.suppressed,
             c.pending + c.sending,
             c.total,
             s.invalid_rows,
             s.duplicates
         );
+        if let Some(reason) = &s.stop_reason {
+            println!("  stopped: {reason}");
+        }
+        if let Some(next) = &s.next_attempt_at {
+            println!("  next attempt of a deferred recipient at {next}");
+        }
         if let Some(start) = &s.started_at {
             println!(
                 "  started {start}{}{}",
@@ -122,6 +129,12 @@ fn print_text(s: &IssueStatus, single: bool) {
             println!(
                 "  {} {} after {} tries: {}",
                 f.state, f.email, f.attempts, f.last_reply
+            );
+        }
+        for d in &s.deferrals {
+            println!(
+                "  deferred {} after {} tries, next attempt at {}: {}",
+                d.email, d.attempts, d.next_attempt_at, d.last_reply
             );
         }
     }

@@ -4,7 +4,12 @@
 //!
 //! Exactly-once comes from the ledger's order of writes (see
 //! [`crate::deliver::ledger`]); resumability from the ledger being the queue: a rerun
-//! skips the import and continues with what is still pending.
+//! skips the import and continues with what is still pending. A relay that
+//! cannot be reached trips the [`Breaker`]: the workers pause instead of
+//! failing their recipients, and the run stops after
+//! `transport.outage_wait_seconds` with the rest still pending. A recipient
+//! whose server keeps answering 4xx is deferred to a later run, until
+//! `send.give_up_after_hours`.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -12,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use jiff::{SignedDuration, Timestamp};
 use lettre::address::Envelope;
 
 use crate::audience::lists::{self, ListError, Row, SkippedRow};
@@ -20,10 +26,12 @@ use crate::audience::recipient::{AddressError, check_address};
 use crate::audience::token::{Secret, unsubscribe_url};
 use crate::clock::{Clock, system_time};
 use crate::config::Config;
+use crate::deliver::breaker::{Admit, Breaker};
 use crate::deliver::dkim::Signer;
 use crate::deliver::ledger::{
-    Counts, Delivery, DeliveryState, Ledger, LedgerError, SendKind, SendState,
+    Counts, Delivery, DeliveryState, Ledger, LedgerError, Resumed, SendKind, SendRecord, SendState,
 };
+use crate::deliver::marks::Marks;
 use crate::deliver::message::{Personal, PreparedIssue};
 use crate::deliver::transport::{Connection, DeliveryError, Transport, outbox_name};
 
@@ -80,6 +88,8 @@ pub struct SendJob {
     pub limit: Option<u64>,
     /// Put uncertain rows back in the queue first.
     pub resend_uncertain: bool,
+    /// Put failed rows whose failure was not a 5xx back in the queue first.
+    pub retry_failed: bool,
     /// Unsubscribe token secret.
     pub secret: Secret,
     /// DKIM signer, if configured.
@@ -95,8 +105,12 @@ pub struct SendJob {
 pub enum Event {
     /// A list row was skipped.
     Skipped(SkippedRow),
-    /// Rows left `sending` by a dead run were marked uncertain.
+    /// Rows a dead run left after their end of data were marked uncertain.
     Uncertain(u64),
+    /// Rows a dead run left before their end of data are back in the queue.
+    Requeued(u64),
+    /// `--retry-failed` put this many failed rows back in the queue.
+    RetriedFailed(u64),
     /// The queue is ready: this many messages to go.
     Started {
         /// Rows waiting.
@@ -115,6 +129,15 @@ pub enum Event {
         /// The reply or error.
         error: String,
     },
+    /// A recipient's server keeps answering 4xx: a later run tries again.
+    Deferred {
+        /// The recipient.
+        email: String,
+        /// The last reply.
+        reply: String,
+        /// When it is tried next.
+        next_attempt: Timestamp,
+    },
     /// A recipient failed for good.
     Failed {
         /// The recipient.
@@ -122,6 +145,26 @@ pub enum Event {
         /// The last reply.
         reply: String,
     },
+    /// No reply came after the end of data: the recipient is uncertain.
+    Lost {
+        /// The recipient.
+        email: String,
+        /// What happened.
+        reply: String,
+    },
+    /// The relay cannot be reached: the send pauses.
+    Outage {
+        /// The transport's error.
+        reason: String,
+        /// The pause before the next probe.
+        retry_in: Duration,
+        /// How long the outage has lasted.
+        lasted: Duration,
+        /// When the run gives up (`transport.outage_wait_seconds`).
+        limit: Duration,
+    },
+    /// The relay answers again after an outage of this long.
+    Recovered(Duration),
     /// A recipient was on the suppression list.
     Suppressed,
 }
@@ -149,8 +192,17 @@ pub struct Summary {
     pub interrupted: bool,
     /// The transport failed in a way retrying cannot fix.
     pub fatal: Option<String>,
+    /// The relay stayed unreachable for `transport.outage_wait_seconds`:
+    /// the last error. Everything unsent is still pending.
+    pub outage: Option<String>,
     /// Rows of earlier runs that became uncertain in this one.
     pub new_uncertain: u64,
+    /// Rows of a dead run that never reached their end of data, requeued.
+    pub requeued: u64,
+    /// When the first deferred recipient is tried next (RFC 3339).
+    pub next_attempt: Option<String>,
+    /// Why the send is not finished, as recorded for `status`.
+    pub stop_reason: Option<String>,
 }
 
 impl Summary {
@@ -172,93 +224,119 @@ pub async fn run(
     progress: Arc<dyn Progress>,
 ) -> Result<Summary, SendError> {
     let started = Instant::now();
-    let slug = job.prepared.slug.clone();
-    let kind = job.kind;
-    let mut ledger = if job.dry_run {
-        let l = Ledger::in_memory()?;
-        copy_suppressions(config, &l, job.clock.now())?;
-        l
-    } else {
-        Ledger::open(&config.resolve(&config.send.ledger))?
-    };
-    if kind == SendKind::Test {
-        ledger.reset_test(&slug)?;
-    }
-    let record = ledger.send_record(&slug, kind)?;
-    if kind == SendKind::Real
-        && let Some(r) = &record
-        && r.state == SendState::Done
-    {
-        let c = ledger.counts(&slug, kind)?;
-        if c.pending == 0 && (c.uncertain == 0 || !job.resend_uncertain) {
-            return Err(SendError::AlreadySent {
-                issue: slug,
-                sent: c.sent,
-                finished: r.finished_at.clone().unwrap_or_default(),
-            });
-        }
-    }
-    let new_uncertain = ledger.begin(&slug, kind, &job.prepared.subject, job.clock.now())?;
-    if new_uncertain > 0 {
-        progress.event(&Event::Uncertain(new_uncertain));
-    }
-    // Suppressions from the file apply to every run, added since or not.
-    import_suppression_file(config, &ledger, job.clock.now())?;
-    if !record.as_ref().is_some_and(|r| r.imported) {
-        import(&job, config, &mut ledger, progress.as_ref())?;
-    }
-    if job.resend_uncertain {
-        ledger.requeue_uncertain(&slug, kind)?;
-    }
-    let record = ledger.send_record(&slug, kind)?;
-    let counts = ledger.counts(&slug, kind)?;
+    let mut ledger = open_ledger(&job, config)?;
+    let resumed = prepare(&job, config, &mut ledger, progress.as_ref())?;
+    let record = ledger.send_record(&job.prepared.slug, job.kind)?;
+    let counts = ledger.counts(&job.prepared.slug, job.kind)?;
     progress.event(&Event::Started {
         pending: counts.pending,
         total: counts.total(),
     });
-
-    let envelope_from = config
-        .sender
-        .envelope_from
-        .as_deref()
-        .unwrap_or(&config.sender.from_address)
-        .parse::<lettre::Address>()
-        .map_err(|e| SendError::Sender(e.to_string()))?;
-    let retries: VecDeque<(Instant, i64)> = ledger
-        .retry_ids(&slug, kind)?
-        .into_iter()
-        .map(|id| (Instant::now(), id))
-        .collect();
-    let shared = Arc::new(Shared {
-        ledger: Mutex::new(ledger),
-        retries: Mutex::new(retries),
-        in_flight: AtomicUsize::new(0),
-        budget: AtomicU64::new(job.limit.unwrap_or(u64::MAX)),
-        sent_now: AtomicU64::new(0),
-        fatal: Mutex::new(None),
-        wake: tokio::sync::Notify::new(),
-        pacer: Pacer::new(
-            config.transport.rate_per_second,
-            config.transport.rate_per_hour,
-        ),
-        envelope_from,
-        unsubscribe_base: config.clone(),
-        max_attempts: config.transport.max_attempts.max(1),
-        backoff: Duration::from_millis(config.transport.backoff_ms),
-    });
+    let shared = Arc::new(Shared::new(&job, config, ledger)?);
     let job = Arc::new(job);
+    run_workers(&job, &shared, &progress, config).await?;
+    let shared = Arc::try_unwrap(shared).map_err(|_| SendError::Poisoned)?;
+    let mut summary = conclude(&job, shared)?;
+    summary.invalid = record.as_ref().map_or(0, |r| r.invalid);
+    summary.duplicates = record.as_ref().map_or(0, |r| r.duplicates);
+    summary.duration = started.elapsed();
+    summary.new_uncertain = resumed.uncertain;
+    summary.requeued = resumed.requeued;
+    Ok(summary)
+}
+
+/// The ledger of the send, or a throwaway one for a dry run.
+fn open_ledger(job: &SendJob, config: &Config) -> Result<Ledger, SendError> {
+    if job.dry_run {
+        let l = Ledger::in_memory()?;
+        copy_suppressions(config, &l, job.clock.now())?;
+        Ok(l)
+    } else {
+        Ok(Ledger::open(&config.resolve(&config.send.ledger))?)
+    }
+}
+
+/// Readies the queue: refuses a finished send, settles what a dead run
+/// left, imports the lists once, and puts back what the flags and the
+/// clock say is due again.
+fn prepare(
+    job: &SendJob,
+    config: &Config,
+    ledger: &mut Ledger,
+    progress: &dyn Progress,
+) -> Result<Resumed, SendError> {
+    let (slug, kind, now) = (&job.prepared.slug, job.kind, job.clock.now());
+    if kind == SendKind::Test {
+        ledger.reset_test(slug)?;
+    }
+    if job.retry_failed {
+        let n = ledger.requeue_failed(slug, kind)?;
+        progress.event(&Event::RetriedFailed(n));
+    }
+    let record = ledger.send_record(slug, kind)?;
+    refuse_if_sent(job, ledger, record.as_ref())?;
+    let resumed = ledger.begin(slug, kind, &job.prepared.subject, now)?;
+    if resumed.uncertain > 0 {
+        progress.event(&Event::Uncertain(resumed.uncertain));
+    }
+    if resumed.requeued > 0 {
+        progress.event(&Event::Requeued(resumed.requeued));
+    }
+    // Suppressions from the file apply to every run, added since or not.
+    import_suppression_file(config, ledger, now)?;
+    if !record.as_ref().is_some_and(|r| r.imported) {
+        import(job, config, ledger, progress)?;
+    }
+    if job.resend_uncertain {
+        ledger.requeue_uncertain(slug, kind)?;
+    }
+    ledger.wake_deferred(slug, kind, now)?;
+    Ok(resumed)
+}
+
+/// A real send that finished is not repeated (unless `--resend-uncertain`
+/// or `--retry-failed` gave it something to do).
+fn refuse_if_sent(
+    job: &SendJob,
+    ledger: &Ledger,
+    record: Option<&SendRecord>,
+) -> Result<(), SendError> {
+    let Some(r) = record else {
+        return Ok(());
+    };
+    if job.kind != SendKind::Real || r.state != SendState::Done {
+        return Ok(());
+    }
+    let c = ledger.counts(&job.prepared.slug, job.kind)?;
+    if c.pending == 0 && (c.uncertain == 0 || !job.resend_uncertain) {
+        return Err(SendError::AlreadySent {
+            issue: job.prepared.slug.clone(),
+            sent: c.sent,
+            finished: r.finished_at.clone().unwrap_or_default(),
+        });
+    }
+    Ok(())
+}
+
+/// Starts the pool (one worker per SMTP connection, one otherwise) and
+/// waits for it; the first worker error is the run's.
+async fn run_workers(
+    job: &Arc<SendJob>,
+    shared: &Arc<Shared>,
+    progress: &Arc<dyn Progress>,
+    config: &Config,
+) -> Result<(), SendError> {
     let workers = match &job.transport {
         Transport::Smtp(_) => config.transport.pool_size.max(1),
         _ => 1,
     };
-    let folder = match kind {
-        SendKind::Real => slug.clone(),
-        SendKind::Test => format!("{slug}-test"),
+    let folder = match job.kind {
+        SendKind::Real => job.prepared.slug.clone(),
+        SendKind::Test => format!("{}-test", job.prepared.slug),
     };
     let mut handles = Vec::new();
     for _ in 0..workers {
-        let (job, shared, progress) =
-            (Arc::clone(&job), Arc::clone(&shared), Arc::clone(&progress));
+        let (job, shared, progress) = (Arc::clone(job), Arc::clone(shared), Arc::clone(progress));
         let conn = job.transport.connection(&folder);
         handles.push(tokio::spawn(async move {
             worker(job, shared, progress, conn).await
@@ -272,56 +350,163 @@ pub async fn run(
             Err(_) => first_error = first_error.or(Some(SendError::Poisoned)),
         }
     }
-    if let Some(e) = first_error {
-        return Err(e);
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    let shared = Arc::try_unwrap(shared).map_err(|_| SendError::Poisoned)?;
-    let ledger = shared
-        .ledger
+}
+
+/// Closes the run: stops the mark writer, records the send as done or
+/// stopped (with why), and sums it up.
+fn conclude(job: &SendJob, shared: Shared) -> Result<Summary, SendError> {
+    let (slug, kind) = (&job.prepared.slug, job.kind);
+    if let Some(m) = shared.marks {
+        m.stop();
+    }
+    let ledger = Arc::try_unwrap(shared.ledger)
+        .map_err(|_| SendError::Poisoned)?
         .into_inner()
         .map_err(|_| SendError::Poisoned)?;
-    let counts = ledger.counts(&slug, kind)?;
+    let counts = ledger.counts(slug, kind)?;
+    let next_attempt = ledger.next_attempt(slug, kind)?;
+    let fatal = shared.fatal.into_inner().map_err(|_| SendError::Poisoned)?;
+    let outage = shared
+        .outage
+        .into_inner()
+        .map_err(|_| SendError::Poisoned)?;
     let interrupted = job.stop.load(Ordering::SeqCst);
-    let state = if counts.pending == 0 && counts.sending == 0 {
-        SendState::Done
+    let stop_reason = if counts.pending + counts.sending + counts.deferred == 0 {
+        None
+    } else if let Some(o) = &outage {
+        Some(format!(
+            "the relay was unreachable for {} s: {o}",
+            shared.breaker_limit.as_secs()
+        ))
+    } else if let Some(f) = &fatal {
+        Some(f.clone())
+    } else if interrupted {
+        Some("interrupted".to_string())
+    } else if counts.pending == 0 && counts.sending == 0 {
+        Some(format!(
+            "{} recipient(s) deferred after 4xx replies; next attempt at {}",
+            counts.deferred,
+            next_attempt.as_deref().unwrap_or("?")
+        ))
     } else {
-        SendState::Stopped
+        Some("--limit reached".to_string())
     };
-    ledger.finish(&slug, kind, state, job.clock.now())?;
+    let state = match stop_reason {
+        None => SendState::Done,
+        Some(_) => SendState::Stopped,
+    };
+    ledger.finish(slug, kind, state, stop_reason.as_deref(), job.clock.now())?;
     Ok(Summary {
         counts,
         sent_now: shared.sent_now.load(Ordering::SeqCst),
-        invalid: record.as_ref().map_or(0, |r| r.invalid),
-        duplicates: record.as_ref().map_or(0, |r| r.duplicates),
-        duration: started.elapsed(),
         interrupted,
-        fatal: shared.fatal.into_inner().map_err(|_| SendError::Poisoned)?,
-        new_uncertain,
+        fatal,
+        outage,
+        next_attempt,
+        stop_reason,
+        ..Summary::default()
     })
 }
 
+/// What the workers share.
 struct Shared {
-    ledger: Mutex<Ledger>,
+    ledger: Arc<Mutex<Ledger>>,
+    /// The end-of-data mark writer (none for a dry run).
+    marks: Option<Marks>,
     retries: Mutex<VecDeque<(Instant, i64)>>,
     in_flight: AtomicUsize,
     budget: AtomicU64,
     sent_now: AtomicU64,
     fatal: Mutex<Option<String>>,
+    outage: Mutex<Option<String>>,
+    breaker: Breaker,
+    breaker_limit: Duration,
     wake: tokio::sync::Notify,
     pacer: Pacer,
     envelope_from: lettre::Address,
     unsubscribe_base: Config,
     max_attempts: u32,
     backoff: Duration,
+    give_up: SignedDuration,
 }
 
 impl Shared {
+    fn new(job: &SendJob, config: &Config, ledger: Ledger) -> Result<Self, SendError> {
+        let envelope_from = config
+            .sender
+            .envelope_from
+            .as_deref()
+            .unwrap_or(&config.sender.from_address)
+            .parse::<lettre::Address>()
+            .map_err(|e| SendError::Sender(e.to_string()))?;
+        let retries: VecDeque<(Instant, i64)> = ledger
+            .retry_ids(&job.prepared.slug, job.kind)?
+            .into_iter()
+            .map(|id| (Instant::now(), id))
+            .collect();
+        let wal = if job.dry_run {
+            None
+        } else {
+            ledger.wal_sync()?
+        };
+        let ledger = Arc::new(Mutex::new(ledger));
+        let marks =
+            (!job.dry_run).then(|| Marks::start(Arc::clone(&ledger), wal, Arc::clone(&job.clock)));
+        let t = &config.transport;
+        let backoff = Duration::from_millis(t.backoff_ms);
+        let breaker_limit = Duration::from_secs(t.outage_wait_seconds);
+        Ok(Shared {
+            ledger,
+            marks,
+            retries: Mutex::new(retries),
+            in_flight: AtomicUsize::new(0),
+            budget: AtomicU64::new(job.limit.unwrap_or(u64::MAX)),
+            sent_now: AtomicU64::new(0),
+            fatal: Mutex::new(None),
+            outage: Mutex::new(None),
+            breaker: Breaker::new(backoff, breaker_limit),
+            breaker_limit,
+            wake: tokio::sync::Notify::new(),
+            pacer: Pacer::new(t.rate_per_second, t.rate_per_hour),
+            envelope_from,
+            unsubscribe_base: config.clone(),
+            max_attempts: t.max_attempts.max(1),
+            backoff,
+            give_up: SignedDuration::from_hours(
+                i64::try_from(config.send.give_up_after_hours).unwrap_or(i64::MAX / 3600),
+            ),
+        })
+    }
+
     fn ledger(&self) -> Result<std::sync::MutexGuard<'_, Ledger>, SendError> {
         self.ledger.lock().map_err(|_| SendError::Poisoned)
     }
 
     fn stopped(&self, job: &SendJob) -> bool {
-        job.stop.load(Ordering::SeqCst) || self.fatal.lock().map(|f| f.is_some()).unwrap_or(true)
+        let set = |m: &Mutex<Option<String>>| m.lock().map(|f| f.is_some()).unwrap_or(true);
+        job.stop.load(Ordering::SeqCst) || set(&self.fatal) || set(&self.outage)
+    }
+
+    /// Stops the run for good with this reason (the first one wins).
+    fn stop_with(&self, slot: &Mutex<Option<String>>, reason: String) -> Result<(), SendError> {
+        slot.lock()
+            .map_err(|_| SendError::Poisoned)?
+            .get_or_insert(reason);
+        self.wake.notify_waiters();
+        Ok(())
+    }
+
+    /// Queues a row for another try in this run after `delay`.
+    fn retry_in(&self, id: i64, delay: Duration) -> Result<(), SendError> {
+        self.retries
+            .lock()
+            .map_err(|_| SendError::Poisoned)?
+            .push_back((Instant::now() + delay, id));
+        Ok(())
     }
 }
 
@@ -337,10 +522,13 @@ fn next(job: &SendJob, shared: &Shared) -> Result<Next, SendError> {
     let now = job.clock.now();
     let due = {
         let mut q = shared.retries.lock().map_err(|_| SendError::Poisoned)?;
-        match q.front() {
-            Some((at, _)) if *at <= Instant::now() => q.pop_front().map(|(_, id)| id),
-            _ => None,
-        }
+        let at = q
+            .iter()
+            .enumerate()
+            .filter(|(_, (at, _))| *at <= Instant::now())
+            .map(|(i, _)| i)
+            .next();
+        at.and_then(|i| q.remove(i)).map(|(_, id)| id)
     };
     if let Some(id) = due {
         let mid = job.prepared.new_message_id();
@@ -377,6 +565,58 @@ fn next(job: &SendJob, shared: &Shared) -> Result<Next, SendError> {
     Ok(Next::Done)
 }
 
+/// Sleeps until `until` (200 ms when unknown) or until another worker
+/// changes something.
+async fn pause(shared: &Shared, until: Option<Instant>) {
+    let wait = until.map_or(Duration::from_millis(200), |t| {
+        t.saturating_duration_since(Instant::now())
+    });
+    let _ = tokio::time::timeout(wait, shared.wake.notified()).await;
+}
+
+/// What a worker does next.
+enum Step {
+    Send(Delivery),
+    Again,
+    Stop,
+}
+
+/// Asks the breaker, then the queue, for this worker's next step.
+async fn step(job: &SendJob, shared: &Shared) -> Result<Step, SendError> {
+    if shared.stopped(job) {
+        return Ok(Step::Stop);
+    }
+    let probe = match shared.breaker.admit(Instant::now()) {
+        Admit::Go { probe } => probe,
+        Admit::Wait(until) => {
+            pause(shared, until).await;
+            return Ok(Step::Again);
+        }
+        Admit::GiveUp(reason) => {
+            shared.stop_with(&shared.outage, reason)?;
+            return Ok(Step::Stop);
+        }
+    };
+    // Count ourselves in flight before looking, so an idle worker never
+    // sees "nothing in flight" while we are between claim and send.
+    shared.in_flight.fetch_add(1, Ordering::SeqCst);
+    let next = next(job, shared);
+    if !matches!(next, Ok(Next::Row(_))) {
+        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if probe {
+            shared.breaker.cancel_probe();
+        }
+    }
+    match next? {
+        Next::Row(d) => Ok(Step::Send(d)),
+        Next::Wait(until) => {
+            pause(shared, until).await;
+            Ok(Step::Again)
+        }
+        Next::Done => Ok(Step::Stop),
+    }
+}
+
 async fn worker(
     job: Arc<SendJob>,
     shared: Arc<Shared>,
@@ -384,29 +624,11 @@ async fn worker(
     mut conn: Connection,
 ) -> Result<(), SendError> {
     loop {
-        if shared.stopped(&job) {
-            break;
-        }
-        // Count ourselves in flight before looking, so an idle worker never
-        // sees "nothing in flight" while we are between claim and send.
-        shared.in_flight.fetch_add(1, Ordering::SeqCst);
-        let next = next(&job, &shared);
-        let d = match next {
-            Ok(Next::Row(d)) => d,
-            Ok(Next::Wait(until)) => {
-                shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-                let wait = until.map_or(Duration::from_millis(200), |t| {
-                    t.saturating_duration_since(Instant::now())
-                });
-                let _ = tokio::time::timeout(wait, shared.wake.notified()).await;
-                continue;
-            }
-            Ok(Next::Done) => {
-                shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-                break;
-            }
+        let d = match step(&job, &shared).await {
+            Ok(Step::Send(d)) => d,
+            Ok(Step::Again) => continue,
+            Ok(Step::Stop) => break,
             Err(e) => {
-                shared.in_flight.fetch_sub(1, Ordering::SeqCst);
                 shared.wake.notify_waiters();
                 return Err(e);
             }
@@ -421,6 +643,7 @@ async fn worker(
     Ok(())
 }
 
+/// Builds, signs and sends one recipient's message and records the answer.
 async fn deliver(
     job: &SendJob,
     shared: &Shared,
@@ -428,6 +651,27 @@ async fn deliver(
     conn: &mut Connection,
     d: Delivery,
 ) -> Result<(), SendError> {
+    let (envelope, bytes) = match build(job, shared, &d) {
+        Ok(m) => m,
+        Err(reason) => return fail(job, shared, progress, &d, reason),
+    };
+    shared.pacer.wait().await;
+    let marks = shared.marks.as_ref();
+    let id = d.id;
+    let mark = move || async move {
+        match marks {
+            Some(m) => m.mark(id).await,
+            None => Ok(()),
+        }
+    };
+    let result = conn
+        .send(&envelope, &bytes, &outbox_name(&d.recipient.email), mark)
+        .await;
+    settle(job, shared, progress, d, result)
+}
+
+/// The recipient's signed message and its envelope, or why there is none.
+fn build(job: &SendJob, shared: &Shared, d: &Delivery) -> Result<(Envelope, Vec<u8>), String> {
     let cfg = &shared.unsubscribe_base;
     // The token recorded at import, not a fresh one: after a secret rotation
     // a resumed send must still hand out the token the ledger can look up.
@@ -439,48 +683,44 @@ async fn deliver(
     let url = unsubscribe_url(cfg, &token);
     // Date is set now, when the message goes to the transport, not at import.
     let now = job.clock.now();
-    let built = job.prepared.message(&Personal {
-        recipient: &d.recipient,
-        unsubscribe_url: &url,
-        unsubscribe_token: &token,
-        message_id: d.message_id.clone(),
-        date: system_time(now),
-        test: job.kind == SendKind::Test,
-    });
-    let fail = |reply: String| -> Result<(), SendError> {
-        shared
-            .ledger()?
-            .set_state(d.id, DeliveryState::Failed, Some(&reply), job.clock.now())?;
-        progress.event(&Event::Failed {
-            email: d.recipient.email.clone(),
-            reply,
-        });
-        Ok(())
-    };
-    let bytes = match built {
-        Ok(b) => b,
-        Err(e) => return fail(e.to_string()),
-    };
+    let bytes = job
+        .prepared
+        .message(&Personal {
+            recipient: &d.recipient,
+            unsubscribe_url: &url,
+            unsubscribe_token: &token,
+            message_id: d.message_id.clone(),
+            date: system_time(now),
+            test: job.kind == SendKind::Test,
+        })
+        .map_err(|e| e.to_string())?;
     let bytes = match &job.signer {
-        Some(s) => match s.sign(&bytes, now) {
-            Ok(b) => b,
-            Err(e) => return fail(format!("DKIM signing failed: {e}")),
-        },
+        Some(s) => s
+            .sign(&bytes, now)
+            .map_err(|e| format!("DKIM signing failed: {e}"))?,
         None => bytes,
     };
-    let to = match crate::deliver::message::wire_address(&d.recipient.email) {
-        Ok(a) => a,
-        Err(e) => return fail(e.to_string()),
-    };
-    let envelope = match Envelope::new(Some(shared.envelope_from.clone()), vec![to]) {
-        Ok(e) => e,
-        Err(e) => return fail(format!("invalid envelope: {e}")),
-    };
-    shared.pacer.wait().await;
-    let result = conn
-        .send(&envelope, &bytes, &outbox_name(&d.recipient.email))
-        .await;
+    let to =
+        crate::deliver::message::wire_address(&d.recipient.email).map_err(|e| e.to_string())?;
+    let envelope = Envelope::new(Some(shared.envelope_from.clone()), vec![to])
+        .map_err(|e| format!("invalid envelope: {e}"))?;
+    Ok((envelope, bytes))
+}
+
+/// Records the transport's answer for one row.
+fn settle(
+    job: &SendJob,
+    shared: &Shared,
+    progress: &dyn Progress,
+    d: Delivery,
+    result: Result<String, DeliveryError>,
+) -> Result<(), SendError> {
     let now = job.clock.now();
+    if !matches!(result, Err(DeliveryError::Outage(_)))
+        && let Some(lasted) = shared.breaker.success(Instant::now())
+    {
+        progress.event(&Event::Recovered(lasted));
+    }
     match result {
         Ok(reply) => {
             shared
@@ -498,36 +738,124 @@ async fn deliver(
                     .ledger()?
                     .suppress(&d.recipient.email, "hard-bounce", "smtp", now)?;
             }
-            fail(reply)?;
+            fail(job, shared, progress, &d, reply)?;
         }
-        Err(DeliveryError::Transient(reply)) => {
-            if d.attempts >= shared.max_attempts {
-                fail(format!("gave up after {} tries: {reply}", d.attempts))?;
-            } else {
-                shared
-                    .ledger()?
-                    .set_state(d.id, DeliveryState::Pending, Some(&reply), now)?;
-                let delay = backoff(shared.backoff, d.attempts);
-                shared
-                    .retries
-                    .lock()
-                    .map_err(|_| SendError::Poisoned)?
-                    .push_back((Instant::now() + delay, d.id));
-                progress.event(&Event::Retry {
-                    email: d.recipient.email.clone(),
-                    attempt: d.attempts,
-                    error: reply,
-                });
-            }
+        Err(DeliveryError::Transient(reply)) => temporary(job, shared, progress, &d, reply)?,
+        Err(DeliveryError::Lost(reply)) => {
+            shared
+                .ledger()?
+                .set_state(d.id, DeliveryState::Uncertain, Some(&reply), now)?;
+            progress.event(&Event::Lost {
+                email: d.recipient.email.clone(),
+                reply,
+            });
         }
-        Err(DeliveryError::Fatal(reply)) => {
+        Err(DeliveryError::Outage(reply)) => outage(shared, progress, &d, reply, now)?,
+        Err(DeliveryError::Fatal(reply) | DeliveryError::Unmarked(reply)) => {
             // Nothing reached the server: the row goes back to the queue as
             // if it had not been tried.
             shared.ledger()?.release(d.id, &reply, now)?;
-            let mut fatal = shared.fatal.lock().map_err(|_| SendError::Poisoned)?;
-            fatal.get_or_insert(reply);
+            shared.stop_with(&shared.fatal, reply)?;
         }
     }
+    Ok(())
+}
+
+/// A recipient failed for good.
+fn fail(
+    job: &SendJob,
+    shared: &Shared,
+    progress: &dyn Progress,
+    d: &Delivery,
+    reply: String,
+) -> Result<(), SendError> {
+    shared
+        .ledger()?
+        .set_state(d.id, DeliveryState::Failed, Some(&reply), job.clock.now())?;
+    progress.event(&Event::Failed {
+        email: d.recipient.email.clone(),
+        reply,
+    });
+    Ok(())
+}
+
+/// A temporary failure: retried in this run while tries are left, then
+/// deferred to later runs, then failed once its queue lifetime is over.
+fn temporary(
+    job: &SendJob,
+    shared: &Shared,
+    progress: &dyn Progress,
+    d: &Delivery,
+    reply: String,
+) -> Result<(), SendError> {
+    let now = job.clock.now();
+    let first = d.first_failed_at.unwrap_or(now);
+    let age = now.duration_since(first);
+    if age >= shared.give_up {
+        let hours = shared.give_up.as_hours();
+        return fail(
+            job,
+            shared,
+            progress,
+            d,
+            format!("gave up after {hours} h of temporary failures: {reply}"),
+        );
+    }
+    if d.attempts < shared.max_attempts {
+        shared.ledger()?.retry_later(d.id, &reply, now)?;
+        shared.retry_in(d.id, backoff(shared.backoff, d.attempts))?;
+        progress.event(&Event::Retry {
+            email: d.recipient.email.clone(),
+            attempt: d.attempts,
+            error: reply,
+        });
+        return Ok(());
+    }
+    let next = next_attempt(now, first, shared.give_up);
+    shared.ledger()?.defer(d.id, &reply, next, now)?;
+    progress.event(&Event::Deferred {
+        email: d.recipient.email.clone(),
+        reply,
+        next_attempt: next,
+    });
+    Ok(())
+}
+
+/// When a deferred row is tried again: after as long as it has been
+/// failing, at least 5 minutes and at most an hour (so 5, 10, 20, 40, 60,
+/// 60… minutes), and once more at the end of its queue lifetime.
+fn next_attempt(now: Timestamp, first: Timestamp, lifetime: SignedDuration) -> Timestamp {
+    let wait = now
+        .duration_since(first)
+        .clamp(SignedDuration::from_mins(5), SignedDuration::from_hours(1));
+    let end = first.checked_add(lifetime).unwrap_or(Timestamp::MAX);
+    now.checked_add(wait)
+        .unwrap_or(Timestamp::MAX)
+        .min(end.max(now))
+}
+
+/// The relay is unreachable: the row goes back untried and the breaker
+/// pauses every worker.
+fn outage(
+    shared: &Shared,
+    progress: &dyn Progress,
+    d: &Delivery,
+    reply: String,
+    now: Timestamp,
+) -> Result<(), SendError> {
+    shared.ledger()?.release(d.id, &reply, now)?;
+    // A retry row was taken off the in-run queue: put it back, due at once
+    // (the breaker decides when anyone sends again).
+    if d.attempts > 1 {
+        shared.retry_in(d.id, Duration::ZERO)?;
+    }
+    let (retry_in, lasted) = shared.breaker.trip(&reply, Instant::now());
+    progress.event(&Event::Outage {
+        reason: reply,
+        retry_in,
+        lasted,
+        limit: shared.breaker_limit,
+    });
     Ok(())
 }
 

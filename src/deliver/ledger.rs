@@ -1,13 +1,19 @@
 //! The send ledger: one row per issue × recipient, in SQLite.
 //!
-//! A row is marked `sending` (committed) before its SMTP transaction starts
-//! and `sent` after the server's 250, so a send killed at any point can be
-//! resumed without mailing anyone twice: rows found `sending` after a crash
-//! are `uncertain`, reported, and resent only on request.
+//! A row is marked `sending` (committed) before its SMTP transaction starts,
+//! gets an end-of-data mark (`data_at`) just before the message's final `.`
+//! is written, and is marked `sent` after the server's 250. A send killed at
+//! any point can be resumed without mailing anyone twice: rows found
+//! `sending` with the mark are `uncertain` (reported, resent only on
+//! request); rows without it never reached the server's point of delivery
+//! and go back to `pending`.
 //!
 //! The database runs in WAL mode with `synchronous=NORMAL`: every commit
-//! survives the process being killed; a power loss may forget the last
-//! commits (see the README's note on durability).
+//! survives the process being killed. The end-of-data marks are also made
+//! durable against power loss, by an explicit `fdatasync` of the WAL after
+//! each batch of marks ([`WalSync`]): a power cut can then forget a later
+//! `sent`, which comes back `uncertain`, but never the mark, so a delivered
+//! message never comes back `pending`.
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +42,18 @@ pub enum LedgerError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The write-ahead log could not be made durable.
+    #[error("cannot sync the ledger's write-ahead log {}: {source}", path.display())]
+    Sync {
+        /// The `-wal` file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Recording end-of-data marks failed (the batch's error, for each of
+    /// its messages).
+    #[error("cannot record the end-of-data mark: {0}")]
+    Mark(String),
 }
 
 /// State of one recipient's copy of an issue.
@@ -49,10 +67,14 @@ pub enum DeliveryState {
     Sent,
     /// Refused for good, or out of retries.
     Failed,
-    /// Was `sending` when a run died: may or may not have been delivered.
+    /// Its end of data was written but no answer came (a run died, or the
+    /// connection was lost): may or may not have been delivered.
     Uncertain,
     /// On the suppression list when its turn came.
     Suppressed,
+    /// The recipient's server keeps answering 4xx: waiting for its next
+    /// attempt (`next_attempt_at`) in a later run.
+    Deferred,
 }
 
 impl DeliveryState {
@@ -65,11 +87,13 @@ impl DeliveryState {
             Self::Failed => "failed",
             Self::Uncertain => "uncertain",
             Self::Suppressed => "suppressed",
+            Self::Deferred => "deferred",
         }
     }
 
     fn parse(s: &str) -> Self {
         match s {
+            "deferred" => Self::Deferred,
             "sending" => Self::Sending,
             "sent" => Self::Sent,
             "failed" => Self::Failed,
@@ -144,6 +168,9 @@ pub struct Delivery {
     /// The unsubscribe token recorded for this recipient: the one the
     /// unsubscribe endpoint looks up, even if the secret rotated since.
     pub token: String,
+    /// When its first temporary failure was recorded, if it had one: the
+    /// start of its queue lifetime (`send.give_up_after_hours`).
+    pub first_failed_at: Option<Timestamp>,
 }
 
 /// One send's record (per issue and kind).
@@ -184,13 +211,43 @@ pub struct Counts {
     pub uncertain: u64,
     /// Suppressed at send time.
     pub suppressed: u64,
+    /// Waiting for a later attempt after 4xx replies.
+    pub deferred: u64,
 }
 
 impl Counts {
     /// Rows in any state.
     pub fn total(&self) -> u64 {
-        self.pending + self.sending + self.sent + self.failed + self.uncertain + self.suppressed
+        self.pending
+            + self.sending
+            + self.sent
+            + self.failed
+            + self.uncertain
+            + self.suppressed
+            + self.deferred
     }
+}
+
+/// What [`Ledger::begin`] found left in flight by a run that died.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resumed {
+    /// Rows whose end of data had been written: now `uncertain`.
+    pub uncertain: u64,
+    /// Rows that never got that far: back to `pending`, the try not counted.
+    pub requeued: u64,
+}
+
+/// A deferred recipient and when it is tried next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deferral {
+    /// The address.
+    pub email: String,
+    /// The last 4xx reply.
+    pub reply: String,
+    /// Tries made.
+    pub attempts: u32,
+    /// When a later run tries it again (RFC 3339).
+    pub next_attempt_at: String,
 }
 
 /// A failed recipient and the server's last reply.
@@ -266,6 +323,20 @@ CREATE TABLE IF NOT EXISTS suppressions (
 );
 ";
 
+/// Schema changes after [`SCHEMA`], in order; `PRAGMA user_version` counts
+/// how many a ledger has had. Old ledgers stay readable: columns are only
+/// added.
+const MIGRATIONS: &[&str] = &[
+    // 1: end-of-data marks, deferrals with their queue lifetime, and why a
+    // send stopped. A row an older briefing left `sending` may have had its
+    // end of data written: it keeps counting as such (uncertain on resume).
+    "ALTER TABLE deliveries ADD COLUMN data_at TEXT;
+     ALTER TABLE deliveries ADD COLUMN next_attempt_at TEXT;
+     ALTER TABLE deliveries ADD COLUMN first_failed_at TEXT;
+     ALTER TABLE sends ADD COLUMN stop_reason TEXT;
+     UPDATE deliveries SET data_at = COALESCE(updated_at, 'before the upgrade') WHERE state = 'sending';",
+];
+
 impl Ledger {
     /// Opens (and creates if needed) the ledger at `path`.
     pub fn open(path: &Path) -> Result<Self, LedgerError> {
@@ -313,7 +384,35 @@ impl Ledger {
             .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
             .map_err(|e| l.err(e))?;
         l.conn.execute_batch(SCHEMA).map_err(|e| l.err(e))?;
+        l.migrate()?;
         Ok(l)
+    }
+
+    /// Applies the [`MIGRATIONS`] this ledger has not had, in one
+    /// transaction that holds the write lock, so two processes opening an
+    /// old ledger at once migrate it once.
+    fn migrate(&self) -> Result<(), LedgerError> {
+        let version = |c: &Connection| -> rusqlite::Result<usize> {
+            c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+                .map(|v| usize::try_from(v).unwrap_or(0))
+        };
+        if version(&self.conn).map_err(|e| self.err(e))? >= MIGRATIONS.len() {
+            return Ok(());
+        }
+        let run = || -> rusqlite::Result<()> {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            let from = version(&self.conn)?;
+            for m in MIGRATIONS.iter().skip(from) {
+                self.conn.execute_batch(m)?;
+            }
+            self.conn
+                .execute_batch(&format!("PRAGMA user_version = {}", MIGRATIONS.len()))?;
+            self.conn.execute_batch("COMMIT")
+        };
+        run().map_err(|e| {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.err(e)
+        })
     }
 
     fn err(&self, source: rusqlite::Error) -> LedgerError {
@@ -352,34 +451,60 @@ impl Ledger {
             .map_err(|e| self.err(e))
     }
 
-    /// Starts (or resumes) a send: creates its record and turns rows left
-    /// `sending` by a dead run into `uncertain`. Returns how many became
-    /// uncertain.
+    /// Why a send's last run stopped before the end (an outage, deferred
+    /// recipients, Ctrl-C, `--limit`), as [`Ledger::finish`] recorded it.
+    pub fn stop_reason(&self, issue: &str, kind: SendKind) -> Result<Option<String>, LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT stop_reason FROM sends WHERE issue = ?1 AND kind = ?2",
+                params![issue, kind.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(Option::flatten)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Starts (or resumes) a send: creates its record and settles the rows
+    /// a dead run left `sending`: `uncertain` when their end of data had
+    /// been written, else back to `pending` without counting the try.
     pub fn begin(
         &self,
         issue: &str,
         kind: SendKind,
         subject: &str,
         now: Timestamp,
-    ) -> Result<u64, LedgerError> {
+    ) -> Result<Resumed, LedgerError> {
         let now = now.to_string();
         self.conn
             .execute(
                 "INSERT INTO sends (issue, kind, state, subject, started_at) VALUES (?1, ?2, 'running', ?3, ?4)
-                 ON CONFLICT (issue, kind) DO UPDATE SET state = 'running', finished_at = NULL",
+                 ON CONFLICT (issue, kind) DO UPDATE SET state = 'running', finished_at = NULL, stop_reason = NULL",
                 params![issue, kind.as_str(), subject, now],
             )
             .map_err(|e| self.err(e))?;
-        let n = self
+        let uncertain = self
             .conn
             .execute(
                 "UPDATE deliveries SET state = 'uncertain', updated_at = ?3,
-                   last_reply = COALESCE(last_reply, 'the run sending this message stopped before the server answered')
-                 WHERE issue = ?1 AND kind = ?2 AND state = 'sending'",
+                   last_reply = 'the run sending this message stopped after its end of data was written, before the server answered'
+                 WHERE issue = ?1 AND kind = ?2 AND state = 'sending' AND data_at IS NOT NULL",
                 params![issue, kind.as_str(), now],
             )
             .map_err(|e| self.err(e))?;
-        Ok(n as u64)
+        let requeued = self
+            .conn
+            .execute(
+                "UPDATE deliveries SET state = 'pending', attempts = MAX(attempts - 1, 0), updated_at = ?3,
+                   last_reply = 'the run sending this message stopped before its end of data was written'
+                 WHERE issue = ?1 AND kind = ?2 AND state = 'sending' AND data_at IS NULL",
+                params![issue, kind.as_str(), now],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(Resumed {
+            uncertain: uncertain as u64,
+            requeued: requeued as u64,
+        })
     }
 
     /// Forgets an earlier test send of the issue, so `--to` can repeat.
@@ -544,7 +669,8 @@ impl Ledger {
     pub fn release(&self, id: i64, reply: &str, now: Timestamp) -> Result<(), LedgerError> {
         self.conn
             .execute(
-                "UPDATE deliveries SET state = 'pending', attempts = MAX(attempts - 1, 0), last_reply = ?2, updated_at = ?3
+                "UPDATE deliveries SET state = 'pending', attempts = MAX(attempts - 1, 0), last_reply = ?2, updated_at = ?3,
+                   data_at = NULL
                  WHERE id = ?1",
                 params![id, reply, now.to_string()],
             )
@@ -563,13 +689,14 @@ impl Ledger {
         message_id: String,
         now: Timestamp,
     ) -> Result<Delivery, LedgerError> {
-        let token: String = self
+        let (token, first_failed_at): (String, Option<String>) = self
             .conn
             .query_row(
-                "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, message_id = ?2, updated_at = ?3
-                 WHERE id = ?1 RETURNING COALESCE(token, '')",
+                "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, message_id = ?2, updated_at = ?3,
+                   data_at = NULL, next_attempt_at = NULL
+                 WHERE id = ?1 RETURNING COALESCE(token, ''), first_failed_at",
                 params![id, message_id, now.to_string()],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(|e| self.err(e))?;
         Ok(Delivery {
@@ -582,6 +709,7 @@ impl Ledger {
             attempts: attempts + 1,
             message_id,
             token,
+            first_failed_at: first_failed_at.and_then(|t| t.parse().ok()),
         })
     }
 
@@ -605,11 +733,151 @@ impl Ledger {
         let n = self
             .conn
             .execute(
-                "UPDATE deliveries SET state = 'pending', attempts = 0 WHERE issue = ?1 AND kind = ?2 AND state = 'uncertain'",
+                "UPDATE deliveries SET state = 'pending', attempts = 0, data_at = NULL
+                 WHERE issue = ?1 AND kind = ?2 AND state = 'uncertain'",
                 params![issue, kind.as_str()],
             )
             .map_err(|e| self.err(e))?;
         Ok(n as u64)
+    }
+
+    /// Puts failed rows whose last reply was not a permanent (5xx) refusal
+    /// back in the queue as fresh rows (`--retry-failed`): connection
+    /// errors, timeouts and 4xx give-ups recorded by earlier runs.
+    pub fn requeue_failed(&self, issue: &str, kind: SendKind) -> Result<u64, LedgerError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE deliveries SET state = 'pending', attempts = 0, data_at = NULL,
+                   next_attempt_at = NULL, first_failed_at = NULL
+                 WHERE issue = ?1 AND kind = ?2 AND state = 'failed'
+                   AND NOT (COALESCE(last_reply, '') GLOB '5[0-9][0-9]*')",
+                params![issue, kind.as_str()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n as u64)
+    }
+
+    /// Records the end-of-data marks of claimed rows, in one transaction:
+    /// their final `.` is about to be written. Durable against a kill at
+    /// once; against power loss after [`WalSync::sync`].
+    pub fn mark_data(&mut self, ids: &[i64], now: Timestamp) -> Result<(), LedgerError> {
+        let path = self.path.clone();
+        let err = |source| LedgerError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE deliveries SET data_at = ?2 WHERE id = ?1 AND state = 'sending'",
+                )
+                .map_err(err)?;
+            let now = now.to_string();
+            for id in ids {
+                stmt.execute(params![id, now]).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// A handle that makes this ledger's commits so far durable against
+    /// power loss (`None` for an in-memory ledger).
+    pub fn wal_sync(&self) -> Result<Option<WalSync>, LedgerError> {
+        if self.path == ":memory:" {
+            return Ok(None);
+        }
+        WalSync::open(Path::new(&self.path)).map(Some)
+    }
+
+    /// Records a temporary failure to be retried in this run; the first one
+    /// starts the row's queue lifetime.
+    pub fn retry_later(&self, id: i64, reply: &str, now: Timestamp) -> Result<(), LedgerError> {
+        self.conn
+            .execute(
+                "UPDATE deliveries SET state = 'pending', last_reply = ?2, updated_at = ?3,
+                   first_failed_at = COALESCE(first_failed_at, ?3) WHERE id = ?1",
+                params![id, reply, now.to_string()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Defers a row after repeated 4xx replies: a later run tries it again
+    /// from `next` on.
+    pub fn defer(
+        &self,
+        id: i64,
+        reply: &str,
+        next: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), LedgerError> {
+        self.conn
+            .execute(
+                "UPDATE deliveries SET state = 'deferred', last_reply = ?2, next_attempt_at = ?3,
+                   updated_at = ?4, first_failed_at = COALESCE(first_failed_at, ?4) WHERE id = ?1",
+                params![id, reply, next.to_string(), now.to_string()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Puts deferred rows whose next attempt has come back in the queue
+    /// (as retries: their tries so far still count). Returns how many.
+    pub fn wake_deferred(
+        &self,
+        issue: &str,
+        kind: SendKind,
+        now: Timestamp,
+    ) -> Result<u64, LedgerError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE deliveries SET state = 'pending' WHERE issue = ?1 AND kind = ?2
+                   AND state = 'deferred' AND next_attempt_at <= ?3",
+                params![issue, kind.as_str(), now.to_string()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n as u64)
+    }
+
+    /// The earliest next attempt of a deferred row, if any.
+    pub fn next_attempt(&self, issue: &str, kind: SendKind) -> Result<Option<String>, LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT MIN(next_attempt_at) FROM deliveries WHERE issue = ?1 AND kind = ?2 AND state = 'deferred'",
+                params![issue, kind.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Deferred recipients, next attempt first.
+    pub fn deferrals(
+        &self,
+        issue: &str,
+        kind: SendKind,
+        limit: usize,
+    ) -> Result<Vec<Deferral>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT email, COALESCE(last_reply, ''), attempts, COALESCE(next_attempt_at, '') FROM deliveries
+                 WHERE issue = ?1 AND kind = ?2 AND state = 'deferred' ORDER BY next_attempt_at, id LIMIT ?3",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![issue, kind.as_str(), limit as i64], |r| {
+                Ok(Deferral {
+                    email: r.get(0)?,
+                    reply: r.get(1)?,
+                    attempts: r.get(2)?,
+                    next_attempt_at: r.get(3)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
     /// Records a row's new state and the server's reply.
@@ -632,18 +900,19 @@ impl Ledger {
         Ok(())
     }
 
-    /// Closes a send's record as done or stopped.
+    /// Closes a send's record as done or stopped, with why it stopped.
     pub fn finish(
         &self,
         issue: &str,
         kind: SendKind,
         state: SendState,
+        reason: Option<&str>,
         now: Timestamp,
     ) -> Result<(), LedgerError> {
         self.conn
             .execute(
-                "UPDATE sends SET state = ?3, finished_at = ?4 WHERE issue = ?1 AND kind = ?2",
-                params![issue, kind.as_str(), state.as_str(), now.to_string()],
+                "UPDATE sends SET state = ?3, finished_at = ?4, stop_reason = ?5 WHERE issue = ?1 AND kind = ?2",
+                params![issue, kind.as_str(), state.as_str(), now.to_string(), reason],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -671,6 +940,7 @@ impl Ledger {
                 DeliveryState::Failed => c.failed += n,
                 DeliveryState::Uncertain => c.uncertain += n,
                 DeliveryState::Suppressed => c.suppressed += n,
+                DeliveryState::Deferred => c.deferred += n,
             }
         }
         Ok(c)
@@ -864,6 +1134,50 @@ impl Ledger {
     }
 }
 
+/// Makes the ledger's commits durable against power loss with an explicit
+/// `fdatasync` of its write-ahead log, outside SQLite's locks, so other
+/// writers never wait for the disk.
+///
+/// Sound because in WAL mode a commit is complete once its frames are in
+/// the `-wal` file: syncing that file keeps every commit written before the
+/// call. A checkpoint that copies those frames into the database syncs the
+/// database first, so a WAL that is reset afterwards loses nothing.
+pub struct WalSync {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl WalSync {
+    /// Opens the `-wal` file of the database at `db` and syncs its folder
+    /// once, so a log created by this run survives a power cut too.
+    fn open(db: &Path) -> Result<Self, LedgerError> {
+        let mut name = db.as_os_str().to_owned();
+        name.push("-wal");
+        let path = PathBuf::from(name);
+        let err = |source| LedgerError::Sync {
+            path: path.clone(),
+            source,
+        };
+        let file = std::fs::File::open(&path).map_err(err)?;
+        let dir = match db.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err)?;
+        Ok(Self { file, path })
+    }
+
+    /// Waits until every commit made so far is on disk.
+    pub fn sync(&self) -> Result<(), LedgerError> {
+        self.file.sync_data().map_err(|source| LedgerError::Sync {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
 /// A `suppressions` row selected as `email, reason, source, created_at`.
 fn suppression_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Suppression> {
     Ok(Suppression {
@@ -951,7 +1265,7 @@ mod tests {
     }
 
     #[test]
-    fn a_crash_leaves_sending_rows_uncertain_and_never_pending() {
+    fn a_crash_before_the_end_of_data_requeues_the_row() {
         let mut l = Ledger::in_memory().unwrap();
         l.begin("i", SendKind::Real, "S", now()).unwrap();
         l.import("i", SendKind::Real, |add| {
@@ -967,9 +1281,23 @@ mod tests {
             .unwrap();
         assert_eq!(d.recipient.email, "a@example.org");
         // The process dies here; the next run begins again.
-        assert_eq!(l.begin("i", SendKind::Real, "S", now()).unwrap(), 1);
+        assert_eq!(
+            l.begin("i", SendKind::Real, "S", now()).unwrap(),
+            Resumed {
+                uncertain: 0,
+                requeued: 1
+            }
+        );
         let c = l.counts("i", SendKind::Real).unwrap();
-        assert_eq!((c.uncertain, c.pending), (1, 1));
+        assert_eq!((c.uncertain, c.pending), (0, 2));
+        let again = l
+            .claim_next("i", SendKind::Real, || "<m2@x>".into(), now())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (again.recipient.email.as_str(), again.attempts),
+            ("a@example.org", 1)
+        );
         let d2 = l
             .claim_next("i", SendKind::Real, || "<m2@x>".into(), now())
             .unwrap()
@@ -980,6 +1308,117 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_crash_after_the_end_of_data_mark_leaves_the_row_uncertain() {
+        let mut l = ledger_with(&[("a@example.org", "t"), ("b@example.org", "t")]);
+        let a = l
+            .claim_next("i", SendKind::Real, || "<m1@x>".into(), now())
+            .unwrap()
+            .unwrap();
+        l.claim_next("i", SendKind::Real, || "<m2@x>".into(), now())
+            .unwrap()
+            .unwrap();
+        l.mark_data(&[a.id], now()).unwrap();
+        let r = l.begin("i", SendKind::Real, "S", now()).unwrap();
+        assert_eq!(
+            r,
+            Resumed {
+                uncertain: 1,
+                requeued: 1
+            }
+        );
+        let f = l.failures("i", SendKind::Real, 10).unwrap();
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            (f[0].email.as_str(), f[0].state.as_str()),
+            ("a@example.org", "uncertain")
+        );
+        // The requeued row is fresh again: its try did not count.
+        let b = l
+            .claim_next("i", SendKind::Real, || "<m3@x>".into(), now())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (b.recipient.email.as_str(), b.attempts),
+            ("b@example.org", 1)
+        );
+    }
+
+    #[test]
+    fn an_old_ledger_is_migrated_and_its_in_flight_rows_stay_uncertain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+            c.execute_batch(
+                "INSERT INTO sends (issue, kind, state, subject, started_at) VALUES ('i', 'real', 'running', 'S', 'x');
+                 INSERT INTO deliveries (issue, kind, email_key, email, name, fields, state, attempts, updated_at)
+                 VALUES ('i', 'real', 'a@example.org', 'a@example.org', '', '', 'sending', 1, '2025-01-01T00:00:00Z'),
+                        ('i', 'real', 'b@example.org', 'b@example.org', '', '', 'failed', 5,  NULL);
+                 UPDATE deliveries SET last_reply = 'gave up after 5 tries: cannot connect to 127.0.0.1:25: Connection refused (os error 111)'
+                 WHERE email = 'b@example.org';",
+            )
+            .unwrap();
+        }
+        let l = Ledger::open(&path).unwrap();
+        assert!(l.send_record("i", SendKind::Real).unwrap().is_some());
+        let r = l.begin("i", SendKind::Real, "S", now()).unwrap();
+        assert_eq!(
+            r.uncertain, 1,
+            "an old in-flight row may have been delivered"
+        );
+        assert_eq!(l.requeue_failed("i", SendKind::Real).unwrap(), 1);
+        drop(l);
+        // Opening again does not migrate twice.
+        let l = Ledger::open(&path).unwrap();
+        assert_eq!(l.counts("i", SendKind::Real).unwrap().pending, 1);
+    }
+
+    #[test]
+    fn retry_failed_requeues_everything_but_5xx_refusals() {
+        let l = ledger_with(&[("a@x.org", "t"), ("b@x.org", "t"), ("c@x.org", "t")]);
+        let replies = [
+            "550 5.1.1 <a@x.org>: Recipient address rejected: User unknown",
+            "gave up after 72 h of temporary failures: 451 4.3.0 Try again later",
+            "cannot connect to 127.0.0.1:2525: Connection refused (os error 111)",
+        ];
+        for r in replies {
+            let d = l
+                .claim_next("i", SendKind::Real, || "<m@x>".into(), now())
+                .unwrap()
+                .unwrap();
+            l.set_state(d.id, DeliveryState::Failed, Some(r), now())
+                .unwrap();
+        }
+        assert_eq!(l.requeue_failed("i", SendKind::Real).unwrap(), 2);
+        let c = l.counts("i", SendKind::Real).unwrap();
+        assert_eq!((c.failed, c.pending), (1, 2));
+    }
+
+    #[test]
+    fn deferred_rows_wake_when_their_next_attempt_comes() {
+        let l = ledger_with(&[("a@x.org", "t")]);
+        let d = l
+            .claim_next("i", SendKind::Real, || "<m@x>".into(), now())
+            .unwrap()
+            .unwrap();
+        let later: Timestamp = "2025-01-17T05:05:00Z".parse().unwrap();
+        l.defer(d.id, "451 4.3.0 Try again later", later, now())
+            .unwrap();
+        assert_eq!(l.counts("i", SendKind::Real).unwrap().deferred, 1);
+        assert_eq!(
+            l.next_attempt("i", SendKind::Real).unwrap().as_deref(),
+            Some("2025-01-17T05:05:00Z")
+        );
+        assert_eq!(l.wake_deferred("i", SendKind::Real, now()).unwrap(), 0);
+        assert_eq!(l.wake_deferred("i", SendKind::Real, later).unwrap(), 1);
+        assert_eq!(l.retry_ids("i", SendKind::Real).unwrap(), vec![d.id]);
+        let again = l.claim_retry(d.id, "<n@x>".into(), later).unwrap().unwrap();
+        assert_eq!(again.first_failed_at, Some(now()));
+        assert_eq!(again.message_id, "<m@x>");
     }
 
     #[test]

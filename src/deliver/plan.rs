@@ -35,6 +35,8 @@ pub struct SendOptions {
     pub limit: Option<u64>,
     /// Put uncertain recipients back in the queue.
     pub resend_uncertain: bool,
+    /// Put failed recipients whose failure was not a 5xx back in the queue.
+    pub retry_failed: bool,
 }
 
 /// Why a send cannot start.
@@ -151,11 +153,9 @@ pub fn plan(
     }
     let sender = Sender::from_config(config)?;
     let slug = &checked.loaded.issue.slug;
-    let lock = if opts.dry_run {
-        None
-    } else {
-        Some(lock_issue(slug, kind, config, clock.as_ref())?)
-    };
+    let lock = (!opts.dry_run)
+        .then(|| lock_issue(slug, kind, config, clock.as_ref()))
+        .transpose()?;
     let job = SendJob {
         prepared: Arc::new(PreparedIssue::new(
             &checked.loaded.issue,
@@ -169,6 +169,7 @@ pub fn plan(
         dry_run: opts.dry_run,
         limit: opts.limit,
         resend_uncertain: opts.resend_uncertain,
+        retry_failed: opts.retry_failed,
         secret,
         signer,
         clock,

@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use crate::compose::manifest;
 use crate::config::Config;
-use crate::deliver::ledger::{Counts, Failure, Ledger, LedgerError, SendKind, SendState};
+use crate::deliver::ledger::{
+    Counts, Deferral, Failure, Ledger, LedgerError, SendKind, SendRecord, SendState,
+};
 use crate::deliver::lock;
 use crate::diagnostic::Diagnostics;
 use crate::model::Issue;
@@ -27,7 +29,8 @@ pub enum IssueState {
     Late,
     /// A send is running now (its lock is held).
     Sending,
-    /// A send started and stopped before the end (crash, Ctrl-C, --limit).
+    /// A send started and stopped before the end (crash, Ctrl-C, --limit,
+    /// a relay outage, recipients deferred to a later run).
     Stopped,
     /// Sent to everyone.
     Sent,
@@ -67,6 +70,8 @@ pub struct CountsView {
     pub pending: u64,
     /// In flight.
     pub sending: u64,
+    /// Waiting for a later run after 4xx replies.
+    pub deferred: u64,
     /// All recipients of the send.
     pub total: u64,
 }
@@ -80,6 +85,7 @@ impl From<&Counts> for CountsView {
             suppressed: c.suppressed,
             pending: c.pending,
             sending: c.sending,
+            deferred: c.deferred,
             total: c.total(),
         }
     }
@@ -105,6 +111,30 @@ impl From<Failure> for FailureView {
             state: f.state,
             last_reply: f.reply,
             attempts: f.attempts,
+        }
+    }
+}
+
+/// One deferred recipient in the JSON shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeferralView {
+    /// The address.
+    pub email: String,
+    /// The server's last (4xx) reply.
+    pub last_reply: String,
+    /// Tries made.
+    pub attempts: u32,
+    /// When a later run tries again.
+    pub next_attempt_at: String,
+}
+
+impl From<Deferral> for DeferralView {
+    fn from(d: Deferral) -> Self {
+        Self {
+            email: d.email,
+            last_reply: d.reply,
+            attempts: d.attempts,
+            next_attempt_at: d.next_attempt_at,
         }
     }
 }
@@ -139,6 +169,74 @@ pub struct IssueStatus {
     pub duplicates: u64,
     /// Failed and uncertain recipients with their last reply (first 100).
     pub failures: Vec<FailureView>,
+    /// Why a stopped send stopped (an outage, deferrals, Ctrl-C, …).
+    pub stop_reason: Option<String>,
+    /// When the first deferred recipient is tried next.
+    pub next_attempt_at: Option<String>,
+    /// Deferred recipients, next attempt first (first 100).
+    pub deferrals: Vec<DeferralView>,
+}
+
+impl IssueStatus {
+    /// A stopped send that only waits for deferred recipients whose next
+    /// attempt has not come: nothing for `send --due` to do yet.
+    pub fn waiting_for_deferrals(&self, now: Timestamp) -> bool {
+        let c = &self.counts;
+        self.state == IssueState::Stopped
+            && c.pending == 0
+            && c.sending == 0
+            && c.deferred > 0
+            && self
+                .next_attempt_at
+                .as_deref()
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .is_some_and(|t| t > now)
+    }
+}
+
+/// What the ledger says about a real send, for [`status`].
+#[derive(Default)]
+struct SendFacts {
+    record: Option<SendRecord>,
+    stop_reason: Option<String>,
+    counts: Counts,
+    failures: Vec<FailureView>,
+    deferrals: Vec<DeferralView>,
+    next_attempt_at: Option<String>,
+    rate: Option<f64>,
+}
+
+fn send_facts(issue: &Issue, ledger: Option<&Ledger>) -> Result<SendFacts, LedgerError> {
+    let Some(l) = ledger else {
+        return Ok(SendFacts::default());
+    };
+    let slug = &issue.slug;
+    let Some(record) = l.send_record(slug, SendKind::Real)? else {
+        return Ok(SendFacts::default());
+    };
+    let counts = l.counts(slug, SendKind::Real)?;
+    let rate = l.sent_span(slug, SendKind::Real)?.and_then(|(a, b)| {
+        let (a, b) = (a.parse::<Timestamp>().ok()?, b.parse::<Timestamp>().ok()?);
+        let secs = b.duration_since(a).as_secs_f64();
+        (secs > 0.0).then(|| (counts.sent.saturating_sub(1)) as f64 / secs)
+    });
+    Ok(SendFacts {
+        failures: l
+            .failures(slug, SendKind::Real, 100)?
+            .into_iter()
+            .map(FailureView::from)
+            .collect(),
+        deferrals: l
+            .deferrals(slug, SendKind::Real, 100)?
+            .into_iter()
+            .map(DeferralView::from)
+            .collect(),
+        next_attempt_at: l.next_attempt(slug, SendKind::Real)?,
+        stop_reason: l.stop_reason(slug, SendKind::Real)?,
+        record: Some(record),
+        counts,
+        rate,
+    })
 }
 
 /// Works out an issue's status from the ledger and the clock.
@@ -150,32 +248,15 @@ pub fn status(
     config: &Config,
     now: Timestamp,
 ) -> Result<IssueStatus, LedgerError> {
-    let record = match ledger {
-        Some(l) => l.send_record(&issue.slug, SendKind::Real)?,
-        None => None,
-    };
-    let counts = match (ledger, &record) {
-        (Some(l), Some(_)) => l.counts(&issue.slug, SendKind::Real)?,
-        _ => Counts::default(),
-    };
-    let failures = match (ledger, &record) {
-        (Some(l), Some(_)) => l
-            .failures(&issue.slug, SendKind::Real, 100)?
-            .into_iter()
-            .map(FailureView::from)
-            .collect(),
-        _ => Vec::new(),
-    };
-    let rate = match (ledger, &record) {
-        (Some(l), Some(_)) => l
-            .sent_span(&issue.slug, SendKind::Real)?
-            .and_then(|(a, b)| {
-                let (a, b) = (a.parse::<Timestamp>().ok()?, b.parse::<Timestamp>().ok()?);
-                let secs = b.duration_since(a).as_secs_f64();
-                (secs > 0.0).then(|| (counts.sent.saturating_sub(1)) as f64 / secs)
-            }),
-        _ => None,
-    };
+    let SendFacts {
+        record,
+        stop_reason,
+        counts,
+        failures,
+        deferrals,
+        next_attempt_at,
+        rate,
+    } = send_facts(issue, ledger)?;
     let locked = lock::is_held(lock_dir, &issue.slug);
     let late_window = SignedDuration::from_mins(config.send.late_after_minutes as i64);
     let state = match &record {
@@ -209,6 +290,15 @@ pub fn status(
         invalid_rows: record.as_ref().map_or(0, |r| r.invalid),
         duplicates: record.as_ref().map_or(0, |r| r.duplicates),
         failures,
+        stop_reason: match (&state, &record) {
+            (IssueState::Stopped, Some(r)) if r.state == SendState::Running => {
+                Some("the last run ended without finishing (killed or crashed)".into())
+            }
+            (IssueState::Stopped, Some(_)) => stop_reason,
+            _ => None,
+        },
+        next_attempt_at,
+        deferrals,
     })
 }
 
@@ -282,6 +372,9 @@ pub fn scan_due(dir: &Path, config: &Config, now: Timestamp) -> Result<DueScan, 
         };
         let st = status(&loaded.issue, &m, ledger.as_ref(), &lock_dir, config, now)?;
         match st.state {
+            IssueState::Stopped if st.waiting_for_deferrals(now) => {
+                *scan.others.entry("deferred").or_default() += 1;
+            }
             IssueState::Due | IssueState::Stopped => due.push((send_at.timestamp(), m)),
             IssueState::Late => scan.notes.push(DueNote::Late {
                 slug: loaded.issue.slug,

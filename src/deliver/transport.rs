@@ -110,96 +110,9 @@ impl Transport {
                 "not a transport URL ({e}); expected outbox:DIR, smtp://host:port, smtps://host:port or sendmail:/usr/sbin/sendmail"
             ))
         })?;
-        let implicit = match parsed.scheme() {
-            "smtp" => false,
-            "smtps" => true,
-            other => {
-                return Err(bad(format!(
-                    "unknown scheme `{other}`, expected outbox:, smtp://, smtps:// or sendmail:"
-                )));
-            }
-        };
-        if parsed.password().is_some() {
-            return Err(bad(
-                "a password in the URL would end up in shell history and logs; expected it in the \
-                 environment variable named by transport.password_env (default BRIEFING_SMTP_PASSWORD) \
-                 or in transport.password_file"
-                    .into(),
-            ));
-        }
-        let host = parsed
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| bad("no host, expected smtp://host:port".into()))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let port = parsed.port().unwrap_or(if implicit { 465 } else { 587 });
-        let mut tls = if implicit {
-            Tls::Implicit
-        } else {
-            Tls::Required
-        };
-        for (k, v) in parsed.query_pairs() {
-            match (k.as_ref(), v.as_ref()) {
-                ("tls", _) if implicit => {
-                    return Err(bad(
-                        "smtps:// always uses TLS; drop the tls parameter".into()
-                    ));
-                }
-                ("tls", "starttls") => tls = Tls::Opportunistic,
-                ("tls", "required") => tls = Tls::Required,
-                ("tls", "none") => tls = Tls::None,
-                ("tls", other) => {
-                    return Err(bad(format!(
-                        "tls={other}, expected tls=starttls, tls=required or tls=none"
-                    )));
-                }
-                (other, _) => {
-                    return Err(bad(format!("unknown parameter `{other}`, expected tls=…")));
-                }
-            }
-        }
-        if tls == Tls::None && !is_loopback(&host) {
-            return Err(bad(format!(
-                "tls=none to {host} would send passwords and subscriber data in clear text; \
-                 it is allowed only for loopback hosts (127.0.0.1, ::1, localhost)"
-            )));
-        }
-        let t = &config.transport;
-        let user = if parsed.username().is_empty() {
-            t.username.clone()
-        } else {
-            Some(
-                percent_decode(parsed.username())
-                    .map_err(|e| bad(format!("user name is not valid UTF-8 ({e})")))?,
-            )
-        };
-        let credentials = match user {
-            None => None,
-            Some(user) => Some(Credentials::new(user, password(config).map_err(&bad)?)),
-        };
-        let ca_pem = match &t.ca_file {
-            None => None,
-            Some(p) => {
-                let path = config.resolve(p);
-                Some(std::fs::read(&path).map_err(|e| {
-                    bad(format!(
-                        "cannot read transport.ca_file {}: {e}",
-                        path.display()
-                    ))
-                })?)
-            }
-        };
-        Ok(Transport::Smtp(SmtpSettings {
-            host,
-            port,
-            tls,
-            credentials,
-            ca_pem,
-            timeout: Duration::from_secs(t.timeout_seconds.max(1)),
-            per_connection: t.messages_per_connection.max(1),
-        }))
+        smtp_settings(&parsed, config)
+            .map(Transport::Smtp)
+            .map_err(bad)
     }
 
     /// A description for confirmations and logs (never with a password).
@@ -231,15 +144,117 @@ impl Transport {
     pub fn connection(&self, folder: &str) -> Connection {
         match self {
             Transport::Outbox(d) => Connection::Outbox(d.join(folder)),
-            Transport::Smtp(s) => Connection::Smtp {
+            Transport::Smtp(s) => Connection::Smtp(Box::new(SmtpSession {
                 settings: s.clone(),
                 conn: None,
                 sent: 0,
-            },
+            })),
             Transport::Sendmail(p) => Connection::Sendmail(p.clone()),
             Transport::Null => Connection::Null,
         }
     }
+}
+
+/// The SMTP settings of an `smtp://` or `smtps://` URL; the error says
+/// what is wrong with it.
+fn smtp_settings(parsed: &url::Url, config: &Config) -> Result<SmtpSettings, String> {
+    let implicit = match parsed.scheme() {
+        "smtp" => false,
+        "smtps" => true,
+        other => {
+            return Err(format!(
+                "unknown scheme `{other}`, expected outbox:, smtp://, smtps:// or sendmail:"
+            ));
+        }
+    };
+    if parsed.password().is_some() {
+        return Err(
+            "a password in the URL would end up in shell history and logs; expected it in the \
+             environment variable named by transport.password_env (default BRIEFING_SMTP_PASSWORD) \
+             or in transport.password_file"
+                .into(),
+        );
+    }
+    let host = parsed
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| "no host, expected smtp://host:port".to_string())?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = parsed.port().unwrap_or(if implicit { 465 } else { 587 });
+    let tls = tls_mode(parsed, implicit)?;
+    if tls == Tls::None && !is_loopback(&host) {
+        return Err(format!(
+            "tls=none to {host} would send passwords and subscriber data in clear text; \
+             it is allowed only for loopback hosts (127.0.0.1, ::1, localhost)"
+        ));
+    }
+    let t = &config.transport;
+    Ok(SmtpSettings {
+        host,
+        port,
+        tls,
+        credentials: credentials(parsed, config)?,
+        ca_pem: ca_pem(config)?,
+        timeout: Duration::from_secs(t.timeout_seconds.max(1)),
+        per_connection: t.messages_per_connection.max(1),
+    })
+}
+
+/// The TLS mode: implicit for smtps, else the `tls=` parameter (default
+/// `required`); any other parameter is an error.
+fn tls_mode(parsed: &url::Url, implicit: bool) -> Result<Tls, String> {
+    let mut tls = if implicit {
+        Tls::Implicit
+    } else {
+        Tls::Required
+    };
+    for (k, v) in parsed.query_pairs() {
+        match (k.as_ref(), v.as_ref()) {
+            ("tls", _) if implicit => {
+                return Err("smtps:// always uses TLS; drop the tls parameter".into());
+            }
+            ("tls", "starttls") => tls = Tls::Opportunistic,
+            ("tls", "required") => tls = Tls::Required,
+            ("tls", "none") => tls = Tls::None,
+            ("tls", other) => {
+                return Err(format!(
+                    "tls={other}, expected tls=starttls, tls=required or tls=none"
+                ));
+            }
+            (other, _) => return Err(format!("unknown parameter `{other}`, expected tls=…")),
+        }
+    }
+    Ok(tls)
+}
+
+/// User (from the URL or `transport.username`) and password, if a user is
+/// set.
+fn credentials(parsed: &url::Url, config: &Config) -> Result<Option<Credentials>, String> {
+    let user = if parsed.username().is_empty() {
+        config.transport.username.clone()
+    } else {
+        Some(
+            percent_decode(parsed.username())
+                .map_err(|e| format!("user name is not valid UTF-8 ({e})"))?,
+        )
+    };
+    match user {
+        None => Ok(None),
+        Some(user) => Ok(Some(Credentials::new(user, password(config)?))),
+    }
+}
+
+/// The contents of `transport.ca_file`, if set.
+fn ca_pem(config: &Config) -> Result<Option<Vec<u8>>, String> {
+    let Some(p) = &config.transport.ca_file else {
+        return Ok(None);
+    };
+    let path = config.resolve(p);
+    std::fs::read(&path)
+        .map(Some)
+        .map_err(|e| format!("cannot read transport.ca_file {}: {e}", path.display()))
 }
 
 fn redact(url: &str) -> String {
@@ -295,7 +310,8 @@ fn password(config: &Config) -> Result<String, String> {
 /// How a delivery attempt went wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveryError {
-    /// Worth retrying: 4xx, timeout, connection reset.
+    /// Worth retrying: a 4xx reply, or the connection failed before the
+    /// end of data was written (so the server cannot have the message).
     Transient(String),
     /// Refused for good (5xx); `unknown_user` for 5.1.1-style replies.
     Permanent {
@@ -304,15 +320,30 @@ pub enum DeliveryError {
         /// The mailbox does not exist: suppress the address.
         unknown_user: bool,
     },
-    /// The transport itself is unusable (TLS refused, AUTH failed, outbox
-    /// not writable): stop the whole send.
+    /// The end of data was written but no reply came (timeout, reset,
+    /// EOF): the server may have the message. Never retried by itself.
+    Lost(String),
+    /// The relay cannot be reached or will not open a session now
+    /// (connection refused, DNS, TLS handshake, 421 at greeting, AUTH 4xx,
+    /// a timeout before MAIL FROM): the message never reached it, and the
+    /// next one would fare no better. The send pauses and backs off.
+    Outage(String),
+    /// The transport itself is unusable (a certificate or password the
+    /// server refuses, no STARTTLS, outbox not writable): stop the send.
     Fatal(String),
+    /// The end-of-data mark could not be recorded, so the message was
+    /// abandoned before its final `.`: stop the send.
+    Unmarked(String),
 }
 
 impl std::fmt::Display for DeliveryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DeliveryError::Transient(s) | DeliveryError::Fatal(s) => f.write_str(s),
+            DeliveryError::Transient(s)
+            | DeliveryError::Lost(s)
+            | DeliveryError::Outage(s)
+            | DeliveryError::Fatal(s)
+            | DeliveryError::Unmarked(s) => f.write_str(s),
             DeliveryError::Permanent { reply, .. } => f.write_str(reply),
         }
     }
@@ -322,16 +353,9 @@ impl std::fmt::Display for DeliveryError {
 pub enum Connection {
     /// Writes files into this folder.
     Outbox(PathBuf),
-    /// An SMTP session, opened on demand.
-    Smtp {
-        /// Server settings.
-        settings: SmtpSettings,
-        /// The open session, if any (boxed: it is large and most
-        /// connections of other kinds never hold one).
-        conn: Option<Box<AsyncSmtpConnection>>,
-        /// Messages sent over the current session.
-        sent: usize,
-    },
+    /// An SMTP session, opened on demand (boxed: it is large and most
+    /// connections of other kinds never hold one).
+    Smtp(Box<SmtpSession>),
     /// Hands each message to sendmail.
     Sendmail(PathBuf),
     /// Accepts everything.
@@ -339,131 +363,244 @@ pub enum Connection {
 }
 
 impl Connection {
-    /// Delivers one message; `name` names the outbox file. Returns the
-    /// server's reply.
-    pub async fn send(
+    /// Delivers one message; `name` names the outbox file. `mark` is called
+    /// (and awaited) just before the message becomes deliverable: before
+    /// SMTP's final `.`, before sendmail gets it. Outbox files are
+    /// rewritten under the same name on a retry, so they need no mark.
+    /// Returns the server's reply.
+    pub async fn send<F, Fut, E>(
         &mut self,
         envelope: &Envelope,
         message: &[u8],
         name: &str,
-    ) -> Result<String, DeliveryError> {
+        mark: F,
+    ) -> Result<String, DeliveryError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
         match self {
             Connection::Null => Ok("250 dry run".into()),
             Connection::Outbox(dir) => write_outbox(dir, name, message).await,
             Connection::Sendmail(path) => {
-                use lettre::AsyncTransport;
-                let t = lettre::AsyncSendmailTransport::<lettre::Tokio1Executor>::new_with_command(
-                    path.as_os_str(),
-                );
-                t.send_raw(envelope, message)
-                    .await
-                    .map(|()| "accepted by sendmail".to_string())
-                    .map_err(|e| DeliveryError::Transient(format!("sendmail: {e}")))
+                mark().await.map_err(unmarked)?;
+                sendmail(path, envelope, message).await
             }
-            Connection::Smtp {
-                settings,
-                conn,
-                sent,
-            } => {
-                if conn
-                    .as_ref()
-                    .is_some_and(|c| c.has_broken() || *sent >= settings.per_connection)
-                    && let Some(mut c) = conn.take()
-                {
-                    let _ = tokio::time::timeout(settings.timeout, c.quit()).await;
-                }
-                if conn.is_none() {
-                    *conn = Some(Box::new(connect(settings).await?));
-                    *sent = 0;
-                }
-                let Some(c) = conn.as_mut() else {
-                    return Err(DeliveryError::Transient("no connection".into()));
-                };
-                let result =
-                    tokio::time::timeout(settings.timeout * 4, transaction(c, envelope, message))
-                        .await;
-                match result {
-                    Err(_) => {
-                        *conn = None;
-                        Err(DeliveryError::Transient(format!(
-                            "no reply from {}:{} within {} s",
-                            settings.host,
-                            settings.port,
-                            (settings.timeout * 4).as_secs()
-                        )))
-                    }
-                    Ok(Ok(resp)) => {
-                        *sent += 1;
-                        Ok(format!(
-                            "{} {}",
-                            resp.code(),
-                            resp.message().collect::<Vec<_>>().join(" ")
-                        ))
-                    }
-                    Ok(Err(e)) => {
-                        let err = classify(&e);
-                        // A failed transaction leaves the session in an unknown
-                        // state: start the next message on a fresh one.
-                        if let Some(mut c) = conn.take()
-                            && !c.has_broken()
-                        {
-                            let _ = tokio::time::timeout(
-                                Duration::from_secs(2),
-                                c.command(lettre::transport::smtp::commands::Rset),
-                            )
-                            .await;
-                            if matches!(err, DeliveryError::Permanent { .. }) {
-                                *conn = Some(c);
-                            }
-                        }
-                        Err(err)
-                    }
-                }
-            }
+            Connection::Smtp(session) => session.send(envelope, message, mark).await,
         }
     }
 
     /// Ends the session politely.
     pub async fn close(&mut self) {
-        if let Connection::Smtp { conn, settings, .. } = self
-            && let Some(mut c) = conn.take()
-        {
-            let _ = tokio::time::timeout(settings.timeout, c.quit()).await;
+        if let Connection::Smtp(session) = self {
+            session.close().await;
         }
     }
 }
 
-/// One SMTP transaction: MAIL, RCPT, DATA and the message.
+fn unmarked(e: impl std::fmt::Display) -> DeliveryError {
+    DeliveryError::Unmarked(format!(
+        "{e}; the message was abandoned before its end of data"
+    ))
+}
+
+async fn sendmail(
+    path: &Path,
+    envelope: &Envelope,
+    message: &[u8],
+) -> Result<String, DeliveryError> {
+    use lettre::AsyncTransport;
+    let t = lettre::AsyncSendmailTransport::<lettre::Tokio1Executor>::new_with_command(
+        path.as_os_str(),
+    );
+    // sendmail exits non-zero when it did not queue the message: a failed
+    // try, not a lost one.
+    t.send_raw(envelope, message)
+        .await
+        .map(|()| "accepted by sendmail".to_string())
+        .map_err(|e| DeliveryError::Transient(format!("sendmail: {e}")))
+}
+
+/// One worker's SMTP session to the relay, opened on first use and renewed
+/// when broken or after `per_connection` messages.
+pub struct SmtpSession {
+    settings: SmtpSettings,
+    conn: Option<Box<AsyncSmtpConnection>>,
+    sent: usize,
+}
+
+/// How far a transaction got: what a failure can have left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// MAIL, RCPT, DATA: nothing deliverable yet.
+    Envelope,
+    /// The end-of-data mark is being recorded; the message not finished.
+    Marking,
+    /// The message and its final `.` are being written, or were: the
+    /// server may have it.
+    Content,
+}
+
+/// Why a transaction failed.
+enum TxError {
+    Smtp(lettre::transport::smtp::Error),
+    Unmarked(String),
+}
+
+impl SmtpSession {
+    async fn send<F, Fut, E>(
+        &mut self,
+        envelope: &Envelope,
+        message: &[u8],
+        mark: F,
+    ) -> Result<String, DeliveryError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        self.renew().await?;
+        let Some(c) = self.conn.as_mut() else {
+            return Err(DeliveryError::Outage("no connection".into()));
+        };
+        let limit = self.settings.timeout * 4;
+        let mut phase = Phase::Envelope;
+        let result =
+            tokio::time::timeout(limit, transaction(c, envelope, message, &mut phase, mark)).await;
+        match result {
+            Ok(Ok(resp)) => {
+                self.sent += 1;
+                Ok(format!(
+                    "{} {}",
+                    resp.code(),
+                    resp.message().collect::<Vec<_>>().join(" ")
+                ))
+            }
+            Ok(Err(TxError::Unmarked(e))) => {
+                // In DATA there is no way back but dropping the connection,
+                // which makes the server discard the unfinished message.
+                self.conn = None;
+                Err(unmarked(e))
+            }
+            Ok(Err(TxError::Smtp(e))) => Err(self.failed(&e, phase).await),
+            Err(_) => {
+                self.conn = None;
+                let what = format!(
+                    "no reply from {}:{} within {} s",
+                    self.settings.host,
+                    self.settings.port,
+                    limit.as_secs()
+                );
+                Err(match phase {
+                    Phase::Content => DeliveryError::Lost(format!("{what} after the end of data")),
+                    _ => DeliveryError::Transient(what),
+                })
+            }
+        }
+    }
+
+    /// A connection that can take the next message: the current one, or a
+    /// new one when there is none, it broke, or it carried its share.
+    async fn renew(&mut self) -> Result<(), DeliveryError> {
+        if self
+            .conn
+            .as_ref()
+            .is_some_and(|c| c.has_broken() || self.sent >= self.settings.per_connection)
+            && let Some(mut c) = self.conn.take()
+        {
+            let _ = tokio::time::timeout(self.settings.timeout, c.quit()).await;
+        }
+        if self.conn.is_none() {
+            self.conn = Some(Box::new(connect(&self.settings).await?));
+            self.sent = 0;
+        }
+        Ok(())
+    }
+
+    /// Classifies a failed transaction and readies the session for the
+    /// next message.
+    async fn failed(&mut self, e: &lettre::transport::smtp::Error, phase: Phase) -> DeliveryError {
+        let err = classify(e, phase);
+        // A failed transaction leaves the session in an unknown state:
+        // start the next message on a fresh one, unless a plain refusal.
+        if let Some(mut c) = self.conn.take()
+            && !c.has_broken()
+        {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                c.command(lettre::transport::smtp::commands::Rset),
+            )
+            .await;
+            if matches!(err, DeliveryError::Permanent { .. }) {
+                self.conn = Some(c);
+            }
+        }
+        err
+    }
+
+    async fn close(&mut self) {
+        if let Some(mut c) = self.conn.take() {
+            let _ = tokio::time::timeout(self.settings.timeout, c.quit()).await;
+        }
+    }
+}
+
+/// One SMTP transaction: MAIL, RCPT, DATA, the end-of-data mark, and the
+/// message with its final `.`.
+///
+/// The mark goes after the server's 354 and right before the one write
+/// that carries the message and its final `.`: lettre writes a command in
+/// one piece (`AsyncSmtpConnection::command`) and offers no way to write
+/// data without reading a reply, so this is the last point before the `.`
+/// we can reach. A crash in between counts as uncertain, erring away from
+/// a second copy.
 ///
 /// lettre's own `send` dot-stuffs the message one byte at a time, which
 /// profiles showed as a seventh of a send's CPU; an ASCII message (ours are
 /// always 7-bit: quoted-printable bodies, encoded headers) is stuffed here
 /// with a line search and written in one piece. Anything else goes through
-/// lettre unchanged.
-async fn transaction(
+/// lettre's `send`, marked before it starts since its stages are hidden.
+async fn transaction<F, Fut, E>(
     c: &mut AsyncSmtpConnection,
     envelope: &Envelope,
     message: &[u8],
-) -> Result<lettre::transport::smtp::response::Response, lettre::transport::smtp::Error> {
+    phase: &mut Phase,
+    mark: F,
+) -> Result<lettre::transport::smtp::response::Response, TxError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
-    let Ok(text) = std::str::from_utf8(message) else {
-        return c.send(envelope, message).await;
-    };
     let ascii_envelope = envelope
         .from()
         .into_iter()
         .chain(envelope.to())
         .all(|a| AsRef::<str>::as_ref(a).is_ascii());
-    if !text.is_ascii() || !ascii_envelope {
-        return c.send(envelope, message).await;
-    }
+    let text = std::str::from_utf8(message)
+        .ok()
+        .filter(|t| t.is_ascii() && ascii_envelope);
+    let Some(text) = text else {
+        *phase = Phase::Marking;
+        mark().await.map_err(|e| TxError::Unmarked(e.to_string()))?;
+        *phase = Phase::Content;
+        return c.send(envelope, message).await.map_err(TxError::Smtp);
+    };
     c.command(Mail::new(envelope.from().cloned(), Vec::new()))
-        .await?;
+        .await
+        .map_err(TxError::Smtp)?;
     for to in envelope.to() {
-        c.command(Rcpt::new(to.clone(), Vec::new())).await?;
+        c.command(Rcpt::new(to.clone(), Vec::new()))
+            .await
+            .map_err(TxError::Smtp)?;
     }
-    c.command(Data).await?;
-    c.command(DotStuffed(text)).await
+    c.command(Data).await.map_err(TxError::Smtp)?;
+    *phase = Phase::Marking;
+    mark().await.map_err(|e| TxError::Unmarked(e.to_string()))?;
+    *phase = Phase::Content;
+    c.command(DotStuffed(text)).await.map_err(TxError::Smtp)
 }
 
 /// A message as DATA content: lines starting with `.` get a second one
@@ -492,22 +629,67 @@ impl std::fmt::Display for DotStuffed<'_> {
     }
 }
 
-fn classify(e: &lettre::transport::smtp::Error) -> DeliveryError {
-    let text = e.to_string();
+/// The server's reply as `550 5.1.1 <x>: …` (lettre's own text would say
+/// `550 permanent error (550): …`), or lettre's description of a failure
+/// that is no reply.
+fn reply_text(e: &lettre::transport::smtp::Error) -> String {
+    use std::error::Error as _;
+    match (e.status(), e.source()) {
+        (Some(code), Some(msg)) => format!("{code} {msg}").trim().to_string(),
+        (Some(code), None) => code.to_string(),
+        _ => e.to_string(),
+    }
+}
+
+/// A reply is what it says (5xx permanent, 4xx temporary); any other
+/// failure is a lost message once its end of data may have been written,
+/// and a temporary one before.
+fn classify(e: &lettre::transport::smtp::Error, phase: Phase) -> DeliveryError {
+    let text = reply_text(e);
     if e.is_permanent() {
-        let unknown_user = text.contains("5.1.1")
-            || text.contains("5.1.10")
-            || text.to_ascii_lowercase().contains("user unknown");
-        let code = e.status().map(|c| c.to_string()).unwrap_or_default();
+        let lower = text.to_ascii_lowercase();
+        let unknown_user =
+            text.contains("5.1.1") || text.contains("5.1.10") || lower.contains("user unknown");
         DeliveryError::Permanent {
-            reply: format!("{code} {text}").trim().to_string(),
+            reply: text,
             unknown_user,
         }
-    } else if e.is_transient() {
-        let code = e.status().map(|c| c.to_string()).unwrap_or_default();
-        DeliveryError::Transient(format!("{code} {text}").trim().to_string())
-    } else {
+    } else if e.is_transient() || phase != Phase::Content {
         DeliveryError::Transient(text)
+    } else {
+        DeliveryError::Lost(format!("{text} after the end of data"))
+    }
+}
+
+/// Whether a TLS failure is the server's certificate being refused: a
+/// setting to fix (`transport.ca_file`), not an outage to wait out.
+fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<rustls::Error>() {
+            return matches!(
+                r,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+            );
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && is_certificate_error(inner)
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// A TLS failure: fatal for a refused certificate, else an outage.
+fn tls_error(what: String, e: &(dyn std::error::Error + 'static)) -> DeliveryError {
+    let msg = format!("{what}: {e}");
+    if is_certificate_error(e) {
+        DeliveryError::Fatal(msg)
+    } else {
+        DeliveryError::Outage(msg)
     }
 }
 
@@ -520,17 +702,15 @@ async fn connect_tcp(s: &SmtpSettings) -> Result<tokio::net::TcpStream, Delivery
     )
     .await
     .map_err(|_| {
-        DeliveryError::Transient(format!(
+        DeliveryError::Outage(format!(
             "cannot connect to {}:{}: timed out",
             s.host, s.port
         ))
     })?
-    .map_err(|e| {
-        DeliveryError::Transient(format!("cannot connect to {}:{}: {e}", s.host, s.port))
-    })?;
+    .map_err(|e| DeliveryError::Outage(format!("cannot connect to {}:{}: {e}", s.host, s.port)))?;
     // Without this every message waits ~40 ms on Nagle + delayed ACK.
     tcp.set_nodelay(true)
-        .map_err(|e| DeliveryError::Transient(format!("cannot set TCP_NODELAY: {e}")))?;
+        .map_err(|e| DeliveryError::Outage(format!("cannot set TCP_NODELAY: {e}")))?;
     Ok(tcp)
 }
 
@@ -603,65 +783,13 @@ impl lettre::transport::smtp::client::AsyncTokioStream for TlsTcp {
     }
 }
 
+/// Opens a session: TCP (and TLS), greeting, EHLO, STARTTLS, AUTH.
 async fn connect(s: &SmtpSettings) -> Result<AsyncSmtpConnection, DeliveryError> {
     let hello = ClientId::Domain(hello_name());
-    let tls_params = || -> Result<TlsParameters, DeliveryError> {
-        let mut b = TlsParameters::builder(s.host.clone());
-        if let Some(pem) = &s.ca_pem {
-            let cert = Certificate::from_pem(pem).map_err(|e| {
-                DeliveryError::Fatal(format!("transport.ca_file is not a PEM certificate: {e}"))
-            })?;
-            b = b.add_root_certificate(cert);
-        }
-        b.build_rustls()
-            .map_err(|e| DeliveryError::Fatal(format!("cannot set up TLS: {e}")))
-    };
     let mut conn = if s.tls == Tls::Implicit {
-        // Our own TCP stream (with TCP_NODELAY, see `connect_tcp`) wrapped
-        // in rustls, since lettre's implicit-TLS connect opens one without.
-        let tcp = connect_tcp(s).await?;
-        let config = rustls_config(s)?;
-        let name = rustls::pki_types::ServerName::try_from(s.host.clone()).map_err(|e| {
-            DeliveryError::Fatal(format!("`{}` is not a valid TLS server name: {e}", s.host))
-        })?;
-        let tls = tokio::time::timeout(
-            s.timeout,
-            tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp),
-        )
-        .await
-        .map_err(|_| DeliveryError::Transient(format!("TLS with {}:{} timed out", s.host, s.port)))?
-        .map_err(|e| DeliveryError::Fatal(format!("TLS with {}:{} failed: {e}", s.host, s.port)))?;
-        tokio::time::timeout(
-            s.timeout,
-            AsyncSmtpConnection::connect_with_transport(Box::new(TlsTcp(tls)), &hello),
-        )
-        .await
-        .map_err(|_| DeliveryError::Transient(format!("{}:{} sent no greeting", s.host, s.port)))?
-        .map_err(|e| connect_error(s, &e))?
+        connect_implicit(s, &hello).await?
     } else {
-        let tcp = connect_tcp(s).await?;
-        let mut conn = tokio::time::timeout(
-            s.timeout,
-            AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello),
-        )
-        .await
-        .map_err(|_| DeliveryError::Transient(format!("{}:{} sent no greeting", s.host, s.port)))?
-        .map_err(|e| connect_error(s, &e))?;
-        match s.tls {
-            Tls::Required | Tls::Opportunistic if conn.can_starttls() => {
-                conn.starttls(tls_params()?, &hello).await.map_err(|e| {
-                    DeliveryError::Fatal(format!("STARTTLS with {} failed: {e}", s.host))
-                })?;
-            }
-            Tls::Required => {
-                return Err(DeliveryError::Fatal(format!(
-                    "{}:{} does not offer STARTTLS; expected a server that does, or tls=none for a loopback relay",
-                    s.host, s.port
-                )));
-            }
-            _ => {}
-        }
-        conn
+        connect_plain(s, &hello).await?
     };
     // lettre cannot see the TLS we added for smtps, so it says unencrypted.
     let encrypted = conn.is_encrypted() || s.tls == Tls::Implicit;
@@ -675,20 +803,110 @@ async fn connect(s: &SmtpSettings) -> Result<AsyncSmtpConnection, DeliveryError>
     if let Some(creds) = &s.credentials {
         conn.auth(&[Mechanism::Plain, Mechanism::Login], creds)
             .await
-            .map_err(|e| DeliveryError::Fatal(format!("AUTH at {} refused: {e}", s.host)))?;
+            .map_err(|e| auth_error(s, &e))?;
     }
     Ok(conn)
 }
 
+/// smtps: our own TCP stream (with TCP_NODELAY, see `connect_tcp`) wrapped
+/// in rustls, since lettre's implicit-TLS connect opens one without.
+async fn connect_implicit(
+    s: &SmtpSettings,
+    hello: &ClientId,
+) -> Result<AsyncSmtpConnection, DeliveryError> {
+    let tcp = connect_tcp(s).await?;
+    let config = rustls_config(s)?;
+    let name = rustls::pki_types::ServerName::try_from(s.host.clone()).map_err(|e| {
+        DeliveryError::Fatal(format!("`{}` is not a valid TLS server name: {e}", s.host))
+    })?;
+    let tls = tokio::time::timeout(
+        s.timeout,
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| DeliveryError::Outage(format!("TLS with {}:{} timed out", s.host, s.port)))?
+    .map_err(|e| tls_error(format!("TLS with {}:{} failed", s.host, s.port), &e))?;
+    greet(s, Box::new(TlsTcp(tls)), hello).await
+}
+
+/// smtp: TCP, then STARTTLS as `tls=` asks.
+async fn connect_plain(
+    s: &SmtpSettings,
+    hello: &ClientId,
+) -> Result<AsyncSmtpConnection, DeliveryError> {
+    let tcp = connect_tcp(s).await?;
+    let mut conn = greet(s, Box::new(tcp), hello).await?;
+    match s.tls {
+        Tls::Required | Tls::Opportunistic if conn.can_starttls() => {
+            let starttls = tokio::time::timeout(s.timeout, conn.starttls(tls_params(s)?, hello));
+            starttls
+                .await
+                .map_err(|_| DeliveryError::Outage(format!("STARTTLS with {} timed out", s.host)))?
+                .map_err(|e| tls_error(format!("STARTTLS with {} failed", s.host), &e))?;
+        }
+        Tls::Required => {
+            return Err(DeliveryError::Fatal(format!(
+                "{}:{} does not offer STARTTLS; expected a server that does, or tls=none for a loopback relay",
+                s.host, s.port
+            )));
+        }
+        _ => {}
+    }
+    Ok(conn)
+}
+
+/// lettre's STARTTLS settings: its roots plus `transport.ca_file`.
+fn tls_params(s: &SmtpSettings) -> Result<TlsParameters, DeliveryError> {
+    let mut b = TlsParameters::builder(s.host.clone());
+    if let Some(pem) = &s.ca_pem {
+        let cert = Certificate::from_pem(pem).map_err(|e| {
+            DeliveryError::Fatal(format!("transport.ca_file is not a PEM certificate: {e}"))
+        })?;
+        b = b.add_root_certificate(cert);
+    }
+    b.build_rustls()
+        .map_err(|e| DeliveryError::Fatal(format!("cannot set up TLS: {e}")))
+}
+
+/// The greeting and EHLO over an open stream.
+async fn greet(
+    s: &SmtpSettings,
+    stream: Box<dyn lettre::transport::smtp::client::AsyncTokioStream>,
+    hello: &ClientId,
+) -> Result<AsyncSmtpConnection, DeliveryError> {
+    tokio::time::timeout(
+        s.timeout,
+        AsyncSmtpConnection::connect_with_transport(stream, hello),
+    )
+    .await
+    .map_err(|_| DeliveryError::Outage(format!("{}:{} sent no greeting", s.host, s.port)))?
+    .map_err(|e| connect_error(s, &e))
+}
+
+/// A greeting or EHLO refused for good (5xx: this relay will not take our
+/// mail) is fatal; 421 "try later", a reset or garbage is an outage.
 fn connect_error(s: &SmtpSettings, e: &lettre::transport::smtp::Error) -> DeliveryError {
     let msg = format!(
-        "cannot open an SMTP session with {}:{}: {e}",
-        s.host, s.port
+        "cannot open an SMTP session with {}:{}: {}",
+        s.host,
+        s.port,
+        reply_text(e)
     );
     if e.is_permanent() {
         DeliveryError::Fatal(msg)
     } else {
-        DeliveryError::Transient(msg)
+        DeliveryError::Outage(msg)
+    }
+}
+
+/// AUTH refused for good (535: wrong password) is fatal; a temporary
+/// refusal (454) or a dropped connection is an outage.
+fn auth_error(s: &SmtpSettings, e: &lettre::transport::smtp::Error) -> DeliveryError {
+    let msg = format!("AUTH at {} refused: {}", s.host, reply_text(e));
+    if e.is_permanent() || e.is_client() {
+        DeliveryError::Fatal(msg)
+    } else {
+        DeliveryError::Outage(msg)
     }
 }
 

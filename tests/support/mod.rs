@@ -49,6 +49,12 @@ pub struct ServerOptions {
     implicit_tls: bool,
     auth: Option<(String, String)>,
     slow_ms: Option<u64>,
+    store_then_drop_every: Option<u32>,
+    drop_at_data_every: Option<u32>,
+    refuse: bool,
+    greet_421: bool,
+    rcpt_451: bool,
+    port: u16,
     verbose: bool,
 }
 
@@ -112,6 +118,51 @@ impl ServerOptions {
         self
     }
 
+    /// Like [`drop_every`](Self::drop_every), but each `n`-th message IS
+    /// stored (its envelope says [`Envelope::dropped`]) before the
+    /// connection is reset without a reply: the server has it, the client
+    /// cannot know.
+    pub fn store_then_drop_every(mut self, n: u32) -> Self {
+        assert!(n > 0, "store_then_drop_every(0) makes no sense");
+        self.store_then_drop_every = Some(n);
+        self
+    }
+
+    /// Every `n`-th DATA command (after an accepted RCPT) resets the
+    /// connection instead of answering 354.
+    pub fn drop_at_data_every(mut self, n: u32) -> Self {
+        assert!(n > 0, "drop_at_data_every(0) makes no sense");
+        self.drop_at_data_every = Some(n);
+        self
+    }
+
+    /// Start with the listening socket closed (connections refused) until
+    /// [`SmtpServer::control`]`("accept")`.
+    pub fn refuse(mut self) -> Self {
+        self.refuse = true;
+        self
+    }
+
+    /// Start answering every connection `421 4.3.2` at greeting (until
+    /// `control("greet-421 off")`).
+    pub fn greet_421(mut self) -> Self {
+        self.greet_421 = true;
+        self
+    }
+
+    /// Start answering every RCPT `451 4.3.0 Try again later` (until
+    /// `control("rcpt-451 off")`).
+    pub fn rcpt_451(mut self) -> Self {
+        self.rcpt_451 = true;
+        self
+    }
+
+    /// Listen on this port instead of a free one the OS picks.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
     /// Trace every SMTP command into the server log ([`SmtpServer::log`]).
     pub fn verbose(mut self) -> Self {
         self.verbose = true;
@@ -148,7 +199,10 @@ pub struct SmtpServer {
     child: Child,
     /// Kept open: the server exits when it closes (`--exit-on-stdin-eof`),
     /// so it cannot outlive a test process that dies without running Drop.
-    _stdin: Option<ChildStdin>,
+    /// Also the control channel ([`SmtpServer::control`]).
+    stdin: std::sync::Mutex<Option<ChildStdin>>,
+    /// The server's stdout lines after READY: answers to control commands.
+    answers: std::sync::Mutex<mpsc::Receiver<String>>,
     // Last field: removed after the child is gone.
     dir: tempfile::TempDir,
 }
@@ -171,7 +225,7 @@ impl SmtpServer {
         let mut cmd = Command::new(&python);
         cmd.arg(&script)
             .arg("--port")
-            .arg("0")
+            .arg(options.port.to_string())
             .arg("--maildir")
             .arg(&maildir)
             .arg("--exit-on-stdin-eof");
@@ -214,6 +268,21 @@ impl SmtpServer {
         if let Some(ms) = options.slow_ms {
             cmd.arg("--slow-ms").arg(ms.to_string());
         }
+        if let Some(n) = options.store_then_drop_every {
+            cmd.arg("--store-then-drop-every").arg(n.to_string());
+        }
+        if let Some(n) = options.drop_at_data_every {
+            cmd.arg("--drop-at-data-every").arg(n.to_string());
+        }
+        for (on, flag) in [
+            (options.refuse, "--refuse"),
+            (options.greet_421, "--greet-421"),
+            (options.rcpt_451, "--rcpt-451"),
+        ] {
+            if on {
+                cmd.arg(flag);
+            }
+        }
         if options.verbose {
             cmd.arg("--verbose");
         }
@@ -237,7 +306,7 @@ impl SmtpServer {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                // The receiver is gone after READY; keep draining until EOF.
+                // After READY the lines answer control commands.
                 let _ = tx.send(line);
             }
         });
@@ -282,9 +351,57 @@ impl SmtpServer {
             options,
             log_path,
             child,
-            _stdin: stdin,
+            stdin: std::sync::Mutex::new(stdin),
+            answers: std::sync::Mutex::new(rx),
             dir,
         }
+    }
+
+    /// Sends a control command (`refuse`, `accept`, `greet-421 on|off`,
+    /// `rcpt-451 on|off`) and returns once the server says it is in force.
+    /// Panics with the server log if it refuses or does not answer within
+    /// 20 s.
+    pub fn control(&self, command: &str) {
+        use std::io::Write as _;
+        {
+            let mut stdin = self.stdin.lock().unwrap();
+            let pipe = stdin.as_mut().expect("the control channel is open");
+            writeln!(pipe, "{command}").expect("write to the server's control channel");
+            pipe.flush().expect("flush the control channel");
+        }
+        let answers = self.answers.lock().unwrap();
+        match answers.recv_timeout(START_TIMEOUT) {
+            Ok(line) if line == format!("OK {command}") => {}
+            other => panic!(
+                "control `{command}`: expected `OK {command}`, got {other:?}\n--- server log ---\n{}",
+                self.log()
+            ),
+        }
+    }
+
+    /// The recipients of every DATA command the server received (logged
+    /// before it answered 354), in order.
+    pub fn data_commands(&self) -> Vec<Vec<String>> {
+        self.log()
+            .lines()
+            .filter_map(|l| l.split_once("DATA-COMMAND rcpt=").map(|(_, r)| r))
+            .map(|r| r.trim().split(',').map(|a| a.to_lowercase()).collect())
+            .collect()
+    }
+
+    /// Every end of data the server received, in order: (sequence number,
+    /// envelope recipients), whether the message was then stored, dropped
+    /// or abandoned by the client.
+    pub fn ends_of_data(&self) -> Vec<(u64, Vec<String>)> {
+        self.log()
+            .lines()
+            .filter_map(|l| l.split_once("END-OF-DATA #").map(|(_, rest)| rest))
+            .filter_map(|rest| {
+                let (n, rcpt) = rest.split_once(" rcpt=")?;
+                let rcpts = rcpt.trim().split(',').map(|r| r.to_lowercase()).collect();
+                Some((n.parse().ok()?, rcpts))
+            })
+            .collect()
     }
 
     /// Transport URL for briefing: `smtp://127.0.0.1:PORT?tls=none`, or
@@ -402,6 +519,9 @@ pub struct Envelope {
     pub tls: bool,
     /// The user that authenticated on the connection, if any.
     pub auth_user: Option<String>,
+    /// Stored, then the connection reset without a reply
+    /// ([`ServerOptions::store_then_drop_every`]).
+    pub dropped: bool,
 }
 
 impl Received {
@@ -450,12 +570,18 @@ impl Envelope {
             Some(Json::Bool(b)) => *b,
             other => return Err(format!("tls: expected bool, got {other:?}")),
         };
+        let dropped = match map.get("dropped") {
+            None => false,
+            Some(Json::Bool(b)) => *b,
+            other => return Err(format!("dropped: expected bool, got {other:?}")),
+        };
         Ok(Envelope {
             mail_from: string("mail_from")?.unwrap_or_default(),
             rcpt_tos,
             peer: string("peer")?,
             tls,
             auth_user: string("auth_user")?,
+            dropped,
         })
     }
 }

@@ -9,10 +9,19 @@ Protocol with the parent
 ------------------------
 * Listens on 127.0.0.1 only. ``--port 0`` picks a free port.
 * Prints exactly one line ``READY <port>`` to stdout (flushed) once the
-  listening socket accepts connections; nothing else is ever written to stdout.
+  listening socket accepts connections (or, with ``--refuse``, once the port
+  is known); after that, stdout carries only the answers to control commands.
 * Logs go to stderr only (``--verbose`` for a per-command protocol trace).
 * With ``--exit-on-stdin-eof`` the server exits when its stdin reaches EOF, so
   it cannot outlive a test process that dies without killing it.
+* Control channel: each line on stdin is a command, applied before the
+  server answers ``OK <command>`` on stdout (so the test knows it is in
+  force, without sleeping):
+    refuse           close the listening socket: connections are refused
+    accept           listen again on the same port
+    greet-421 on|off answer every new connection ``421 4.3.2`` at greeting
+    rcpt-451 on|off  answer every RCPT ``451 4.3.0 Try again later``
+  Anything else gets ``ERR <line>``.
 * If aiosmtpd is missing it prints a hint to stderr and exits with status 3
   before printing READY.
 
@@ -77,6 +86,23 @@ Fault injection
 --slow-ms N             Wait N ms after the terminating "." before storing the
                         message and replying. If the client disconnects during
                         the wait, the message is NOT stored (no 250 was sent).
+--store-then-drop-every N
+                        Like --drop-every, but the message IS stored (its
+                        .json has ``"dropped": true``) before the connection is
+                        reset without a reply: the server has it, the client
+                        cannot know.
+--drop-at-data-every N  Every N-th DATA command (after RCPT was accepted) resets
+                        the connection instead of answering 354: nothing can
+                        have been delivered.
+--refuse                Start with the listening socket closed (see ``accept``).
+--greet-421             Start with greet-421 on.
+--rcpt-451              Start with rcpt-451 on.
+
+Every end of data that reaches the server is logged (INFO) as
+``END-OF-DATA #<n> rcpt=<addr,...>`` before it is stored, dropped or
+delayed, so a test can tell which messages' final "." was written; every
+DATA command after accepted recipients as ``DATA-COMMAND rcpt=<addr,...>``
+before the server answers it.
 """
 
 from __future__ import annotations
@@ -167,11 +193,19 @@ class Handler:
         self.tempfailed: set[str] = set()
         self.reject = read_address_file(args.reject) if args.reject else set()
         self.drop_every = args.drop_every
+        self.store_then_drop_every = args.store_then_drop_every
+        self.drop_at_data_every = args.drop_at_data_every
+        self.data_commands = 0
         self.data_count = 0
         self.slow = args.slow_ms / 1000.0 if args.slow_ms else 0.0
+        self.greet_421 = args.greet_421
+        self.rcpt_451 = args.rcpt_451
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         key = address.lower()
+        if self.rcpt_451:
+            log.info("RCPT %s: tempfail (rcpt-451 on)", address)
+            return TEMPFAIL_REPLY
         if key in self.reject:
             log.info("RCPT %s: rejected (--reject)", address)
             return REJECT_REPLY.format(addr=address)
@@ -186,6 +220,20 @@ class Handler:
     async def handle_DATA(self, server, session, envelope):
         self.data_count += 1
         n = self.data_count
+        log.info("END-OF-DATA #%d rcpt=%s", n, ",".join(envelope.rcpt_tos))
+        if self.store_then_drop_every and n % self.store_then_drop_every == 0:
+            meta = self.meta(session, envelope)
+            meta["dropped"] = True
+            path = self.store.save(bytes(envelope.original_content), meta)
+            log.warning(
+                "DATA #%d stored as %s, then dropping the connection without reply "
+                "(--store-then-drop-every %d)",
+                n,
+                os.path.basename(path),
+                self.store_then_drop_every,
+            )
+            await drop_connection(server)
+            return "421 4.4.2 Connection dropped"
         if self.drop_every and n % self.drop_every == 0:
             log.warning(
                 "DATA #%d from %s: dropping connection without reply (--drop-every %d)",
@@ -199,19 +247,21 @@ class Handler:
         if self.slow:
             # Cancelled (and nothing stored) if the client goes away meanwhile.
             await asyncio.sleep(self.slow)
+        path = self.store.save(bytes(envelope.original_content), self.meta(session, envelope))
+        log.info("DATA #%d stored as %s", n, os.path.basename(path))
+        return "250 OK"
+
+    def meta(self, session, envelope) -> dict:
         auth_user = None
         if session.authenticated and isinstance(session.auth_data, LoginPassword):
             auth_user = session.auth_data.login.decode("utf-8", "replace")
-        meta = {
+        return {
             "mail_from": envelope.mail_from,
             "rcpt_tos": list(envelope.rcpt_tos),
             "peer": peer_text(session.peer),
             "tls": session.ssl is not None,
             "auth_user": auth_user,
         }
-        path = self.store.save(bytes(envelope.original_content), meta)
-        log.info("DATA #%d stored as %s", n, os.path.basename(path))
-        return "250 OK"
 
 
 async def drop_connection(server: SMTP) -> None:
@@ -237,6 +287,30 @@ class TestSMTP(SMTP):
     def __init__(self, *args, require_tls: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self._require_tls_for_mail = require_tls
+
+    async def _handle_client(self):
+        if self.event_handler.greet_421:
+            log.info("greeting %s with 421 (greet-421 on)", peer_text(self.session.peer))
+            await self.push("421 4.3.2 Service not available, try again later")
+            self.transport.close()
+            return
+        await super()._handle_client()
+
+    async def smtp_DATA(self, arg):
+        h = self.event_handler
+        if self.envelope is not None and self.envelope.rcpt_tos:
+            log.info("DATA-COMMAND rcpt=%s", ",".join(self.envelope.rcpt_tos))
+        if h.drop_at_data_every and self.envelope is not None and self.envelope.rcpt_tos:
+            h.data_commands += 1
+            if h.data_commands % h.drop_at_data_every == 0:
+                log.warning(
+                    "DATA command #%d: dropping the connection before 354 (--drop-at-data-every %d)",
+                    h.data_commands,
+                    h.drop_at_data_every,
+                )
+                await drop_connection(self)
+                return
+        await super().smtp_DATA(arg)
 
     def connection_made(self, transport):
         super().connection_made(transport)
@@ -281,13 +355,18 @@ def parse_args(argv):
     p.add_argument("--require-tls", action="store_true")
     p.add_argument("--auth", metavar="USER:PASSWORD")
     p.add_argument("--slow-ms", type=int, default=0, metavar="N")
+    p.add_argument("--store-then-drop-every", type=int, default=0, metavar="N")
+    p.add_argument("--drop-at-data-every", type=int, default=0, metavar="N")
+    p.add_argument("--refuse", action="store_true")
+    p.add_argument("--greet-421", action="store_true")
+    p.add_argument("--rcpt-451", action="store_true")
     p.add_argument("--exit-on-stdin-eof", action="store_true")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
     if args.require_tls and not args.starttls:
         p.error("--require-tls needs --starttls")
-    if args.drop_every < 0 or args.slow_ms < 0:
-        p.error("--drop-every and --slow-ms must not be negative")
+    if min(args.drop_every, args.slow_ms, args.store_then_drop_every, args.drop_at_data_every) < 0:
+        p.error("--drop-every, --store-then-drop-every, --drop-at-data-every and --slow-ms must not be negative")
     if args.auth is not None and ":" not in args.auth:
         p.error("--auth takes USER:PASSWORD")
     return args
@@ -326,36 +405,84 @@ async def serve(args) -> None:
     if args.implicit_tls:
         implicit = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         implicit.load_cert_chain(args.implicit_tls[0], args.implicit_tls[1])
-    server = await loop.create_server(
-        lambda: TestSMTP(handler, **smtp_kwargs),
-        host="127.0.0.1",
-        port=args.port,
-        ssl=implicit,
+    listener = Listener(
+        lambda: TestSMTP(handler, **smtp_kwargs), args.port, implicit, loop
     )
-    port = server.sockets[0].getsockname()[1]
+    port = await listener.open()
+    if args.refuse:
+        await listener.close()
     log.info("listening on 127.0.0.1:%d, storing into %s", port, args.maildir)
 
     stop = loop.create_future()
-    if args.exit_on_stdin_eof:
 
-        def watch_stdin():
-            try:
-                while sys.stdin.buffer.read(4096):
-                    pass
-            except Exception:  # pragma: no cover
-                pass
+    async def control(line: str) -> str:
+        words = line.split()
+        if words == ["refuse"]:
+            await listener.close()
+        elif words == ["accept"]:
+            await listener.open()
+        elif len(words) == 2 and words[0] in ("greet-421", "rcpt-451") and words[1] in ("on", "off"):
+            setattr(handler, words[0].replace("-", "_"), words[1] == "on")
+        else:
+            return f"ERR {line}"
+        log.info("control: %s", line)
+        return f"OK {line}"
+
+    def watch_stdin():
+        try:
+            for raw in sys.stdin.buffer:
+                line = raw.decode("utf-8", "replace").strip()
+                if not line:
+                    continue
+                answer = asyncio.run_coroutine_threadsafe(control(line), loop).result()
+                sys.stdout.write(answer + "\n")
+                sys.stdout.flush()
+        except Exception as exc:  # pragma: no cover
+            log.warning("control channel failed: %s", exc)
+        if args.exit_on_stdin_eof:
             loop.call_soon_threadsafe(
                 lambda: stop.done() or stop.set_result("stdin closed")
             )
 
-        threading.Thread(target=watch_stdin, daemon=True).start()
+    threading.Thread(target=watch_stdin, daemon=True).start()
 
     sys.stdout.write(f"READY {port}\n")
     sys.stdout.flush()
 
-    async with server:
-        reason = await stop
-        log.info("exiting: %s", reason)
+    reason = await stop
+    await listener.close()
+    log.info("exiting: %s", reason)
+
+
+class Listener:
+    """The listening socket, which the control channel can close and reopen
+    on the same port (connections are refused while it is closed)."""
+
+    def __init__(self, factory, port: int, ssl_context, loop):
+        self.factory = factory
+        self.port = port
+        self.ssl = ssl_context
+        self.loop = loop
+        self.server = None
+
+    async def open(self) -> int:
+        if self.server is None:
+            self.server = await self.loop.create_server(
+                self.factory,
+                host="127.0.0.1",
+                port=self.port,
+                ssl=self.ssl,
+                reuse_address=True,
+            )
+            self.port = self.server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def close(self) -> None:
+        if self.server is not None:
+            # close() stops listening at once; waiting for the sessions still
+            # open (wait_closed on newer Pythons) is not wanted here.
+            self.server.close()
+            self.server = None
 
 
 def main(argv=None) -> int:
