@@ -52,7 +52,7 @@ impl World {
             .tempdir()
             .unwrap();
         copy_dir(
-            &repo().join("issues").join(SLUG),
+            &repo().join("tests/fixtures/send").join(SLUG),
             &dir.path().join("issues").join(SLUG),
         );
         let mut csv = String::from("email,name\n");
