@@ -426,7 +426,10 @@ fn a_reply_lost_after_the_end_of_data_is_uncertain_and_never_resent_by_itself() 
 fn a_connection_lost_before_data_is_retried_and_delivered_once() {
     const N: usize = 100;
     let server = SmtpServer::start(ServerOptions::new().drop_at_data_every(10));
-    let w = World::new(&server.url(), N, &[("max_attempts", "3")]);
+    // The drops count DATA commands across connections, so a retry can be
+    // dropped again by chance (1 in 10): eight tries make a deferral a
+    // one-in-ten-million event.
+    let w = World::new(&server.url(), N, &[("max_attempts", "8")]);
     let out = w.send(T0, &[]);
     assert_eq!(out.code, Some(0), "{out}");
     assert!(
@@ -524,9 +527,9 @@ fn kills_at_random_moments_leave_uncertain_only_what_reached_the_end_of_data() {
         "every row in flight became uncertain ({made} of {flying}): rows before their end of data \
          must go back to the queue"
     );
-    // The rest, reported: the server saw the final "." of most; the others
-    // were killed while their mark was being made durable (fdatasync),
-    // the one window the power-loss guarantee cannot close.
+    // The rest, reported: the server saw the final "." of each, or the kill
+    // landed in the microseconds between the mark and the write of the "."
+    // (or the end of data was in the kernel's send buffer).
     let ended: BTreeSet<String> = server
         .ends_of_data()
         .into_iter()
@@ -540,9 +543,13 @@ fn kills_at_random_moments_leave_uncertain_only_what_reached_the_end_of_data() {
     eprintln!(
         "kill test: {KILLS} kills; rows in flight at each kill {in_flight:?} ({flying} in all), of \
          which uncertain {made_uncertain:?} ({made}); of the {} uncertain, {not_stored} never stored; \
-         {} killed between the durable mark and the final \".\": {in_sync:?}",
+         {} killed between the mark and the final \".\" reaching the server: {in_sync:?}",
         uncertain.len(),
         in_sync.len()
+    );
+    assert!(
+        in_sync.len() <= 2,
+        "uncertain rows whose end of data never reached the server: {in_sync:?}"
     );
 }
 

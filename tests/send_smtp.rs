@@ -997,7 +997,9 @@ fn a_killed_send_resumes_without_duplicates_and_resends_only_uncertain_on_reques
         st["state"], "stopped",
         "a killed send should show as stopped: {st:#}"
     );
-    assert!(count_of(&st, "sending") as usize <= POOL, "{st:#}");
+    // Each connection has one message in its transaction and (issue 10) the
+    // next one claimed ahead, so the sync of its claim overlaps the first.
+    assert!(count_of(&st, "sending") as usize <= 2 * POOL, "{st:#}");
 
     // Rerun: finishes the rest, resends nothing.
     let resumed_at = Instant::now();

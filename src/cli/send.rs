@@ -266,7 +266,7 @@ fn report_leftovers(manifest: &Path, s: &Summary, clock: &dyn Clock) {
         elog(
             clock,
             &format!(
-                "{} recipient(s) deferred: their server answers 4xx. The next attempt is at {}: a later `briefing send {}` or `send --due` tick retries them until send.give_up_after_hours",
+                "{} recipient(s) deferred after temporary failures (4xx replies, connections lost before the end of data). The next attempt is at {}: a later `briefing send {}` or `send --due` tick retries them until send.give_up_after_hours",
                 c.deferred,
                 s.next_attempt.as_deref().unwrap_or("?"),
                 manifest.display()

@@ -86,6 +86,12 @@ impl Breaker {
         Admit::Wait(Some(deadline))
     }
 
+    /// Whether the relay is taken to be up (no pause, no probe out).
+    pub fn is_closed(&self) -> bool {
+        let st = self.state();
+        st.open_until.is_none() && !st.probing
+    }
+
     /// The probe found nothing to send: another worker may probe.
     pub fn cancel_probe(&self) {
         self.state().probing = false;

@@ -28,10 +28,10 @@ use crate::clock::{Clock, system_time};
 use crate::config::Config;
 use crate::deliver::breaker::{Admit, Breaker};
 use crate::deliver::dkim::Signer;
+use crate::deliver::durable::{Syncer, Ticket};
 use crate::deliver::ledger::{
     Counts, Delivery, DeliveryState, Ledger, LedgerError, Resumed, SendKind, SendRecord, SendState,
 };
-use crate::deliver::marks::Marks;
 use crate::deliver::message::{Personal, PreparedIssue};
 use crate::deliver::transport::{Connection, DeliveryError, Transport, outbox_name};
 
@@ -356,15 +356,15 @@ async fn run_workers(
     }
 }
 
-/// Closes the run: stops the mark writer, records the send as done or
+/// Closes the run: stops the sync thread, records the send as done or
 /// stopped (with why), and sums it up.
 fn conclude(job: &SendJob, shared: Shared) -> Result<Summary, SendError> {
     let (slug, kind) = (&job.prepared.slug, job.kind);
-    if let Some(m) = shared.marks {
-        m.stop();
+    if let Some(s) = shared.syncer {
+        s.stop();
     }
-    let ledger = Arc::try_unwrap(shared.ledger)
-        .map_err(|_| SendError::Poisoned)?
+    let ledger = shared
+        .ledger
         .into_inner()
         .map_err(|_| SendError::Poisoned)?;
     let counts = ledger.counts(slug, kind)?;
@@ -388,7 +388,7 @@ fn conclude(job: &SendJob, shared: Shared) -> Result<Summary, SendError> {
         Some("interrupted".to_string())
     } else if counts.pending == 0 && counts.sending == 0 {
         Some(format!(
-            "{} recipient(s) deferred after 4xx replies; next attempt at {}",
+            "{} recipient(s) deferred after temporary failures; next attempt at {}",
             counts.deferred,
             next_attempt.as_deref().unwrap_or("?")
         ))
@@ -414,9 +414,10 @@ fn conclude(job: &SendJob, shared: Shared) -> Result<Summary, SendError> {
 
 /// What the workers share.
 struct Shared {
-    ledger: Arc<Mutex<Ledger>>,
-    /// The end-of-data mark writer (none for a dry run).
-    marks: Option<Marks>,
+    ledger: Mutex<Ledger>,
+    /// Makes claims durable before their final `.` (none for a dry run or a
+    /// ledger without a write-ahead log).
+    syncer: Option<Syncer>,
     retries: Mutex<VecDeque<(Instant, i64)>>,
     in_flight: AtomicUsize,
     budget: AtomicU64,
@@ -448,20 +449,16 @@ impl Shared {
             .into_iter()
             .map(|id| (Instant::now(), id))
             .collect();
-        let wal = if job.dry_run {
-            None
-        } else {
-            ledger.wal_sync()?
-        };
-        let ledger = Arc::new(Mutex::new(ledger));
-        let marks =
-            (!job.dry_run).then(|| Marks::start(Arc::clone(&ledger), wal, Arc::clone(&job.clock)));
+        // Only a transport that can deliver needs claims on disk first: an
+        // outbox file is rewritten under the same name on a retry.
+        let delivers = matches!(job.transport, Transport::Smtp(_) | Transport::Sendmail(_));
+        let wal = if delivers { ledger.wal_sync()? } else { None };
         let t = &config.transport;
         let backoff = Duration::from_millis(t.backoff_ms);
         let breaker_limit = Duration::from_secs(t.outage_wait_seconds);
         Ok(Shared {
-            ledger,
-            marks,
+            ledger: Mutex::new(ledger),
+            syncer: wal.map(Syncer::start),
             retries: Mutex::new(retries),
             in_flight: AtomicUsize::new(0),
             budget: AtomicU64::new(job.limit.unwrap_or(u64::MAX)),
@@ -617,29 +614,86 @@ async fn step(job: &SendJob, shared: &Shared) -> Result<Step, SendError> {
     }
 }
 
+/// A claimed row and the sync of its claim, asked for when it was claimed.
+struct Claimed {
+    d: Delivery,
+    ticket: Option<Ticket>,
+}
+
+fn claimed(shared: &Shared, d: Delivery) -> Claimed {
+    Claimed {
+        d,
+        ticket: shared.syncer.as_ref().map(Syncer::request),
+    }
+}
+
 async fn worker(
     job: Arc<SendJob>,
     shared: Arc<Shared>,
     progress: Arc<dyn Progress>,
     mut conn: Connection,
 ) -> Result<(), SendError> {
-    loop {
-        let d = match step(&job, &shared).await {
-            Ok(Step::Send(d)) => d,
-            Ok(Step::Again) => continue,
-            Ok(Step::Stop) => break,
-            Err(e) => {
-                shared.wake.notify_waiters();
-                return Err(e);
-            }
+    let mut ahead: Option<Claimed> = None;
+    let result = loop {
+        let c = match ahead.take() {
+            Some(c) => c,
+            None => match step(&job, &shared).await {
+                Ok(Step::Send(d)) => claimed(&shared, d),
+                Ok(Step::Again) => continue,
+                Ok(Step::Stop) => break Ok(()),
+                Err(e) => break Err(e),
+            },
         };
-        let result = deliver(&job, &shared, progress.as_ref(), &mut conn, d).await;
+        // The next row is claimed now, so the sync of its claim has a whole
+        // message's time to finish before its own final `.`.
+        ahead = match prefetch(&job, &shared) {
+            Ok(a) => a,
+            Err(e) => break Err(e),
+        };
+        let result = deliver(&job, &shared, progress.as_ref(), &mut conn, c).await;
         shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         shared.wake.notify_waiters();
-        result?;
-    }
+        if let Err(e) = result {
+            break Err(e);
+        }
+    };
+    let given_back = match ahead {
+        Some(c) => give_back(&job, &shared, c),
+        None => Ok(()),
+    };
     conn.close().await;
     shared.wake.notify_waiters();
+    result.and(given_back)
+}
+
+/// Claims this worker's next row ahead, when there is one at once and
+/// nothing holds the send back; only where claims need a sync.
+fn prefetch(job: &SendJob, shared: &Shared) -> Result<Option<Claimed>, SendError> {
+    if shared.syncer.is_none() || shared.stopped(job) || !shared.breaker.is_closed() {
+        return Ok(None);
+    }
+    shared.in_flight.fetch_add(1, Ordering::SeqCst);
+    match next(job, shared) {
+        Ok(Next::Row(d)) => Ok(Some(claimed(shared, d))),
+        other => {
+            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+            other.map(|_| None)
+        }
+    }
+}
+
+/// A row claimed ahead that the run stops before sending goes back
+/// untried, with its unit of `--limit`.
+fn give_back(job: &SendJob, shared: &Shared, c: Claimed) -> Result<(), SendError> {
+    shared.ledger()?.release(
+        c.d.id,
+        "claimed, but the run stopped before sending it",
+        job.clock.now(),
+    )?;
+    if c.d.attempts == 1 {
+        shared.budget.fetch_add(1, Ordering::SeqCst);
+    }
+    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
     Ok(())
 }
 
@@ -649,20 +703,27 @@ async fn deliver(
     shared: &Shared,
     progress: &dyn Progress,
     conn: &mut Connection,
-    d: Delivery,
+    c: Claimed,
 ) -> Result<(), SendError> {
+    let Claimed { d, ticket } = c;
     let (envelope, bytes) = match build(job, shared, &d) {
         Ok(m) => m,
         Err(reason) => return fail(job, shared, progress, &d, reason),
     };
     shared.pacer.wait().await;
-    let marks = shared.marks.as_ref();
-    let id = d.id;
+    let (id, now) = (d.id, job.clock.now());
+    // First the claim on disk (after a reboot it alone makes the row
+    // uncertain), then the mark, which needs no sync: a kill leaves it in
+    // the page cache. So a kill finds a mark only where the `.` follows.
     let mark = move || async move {
-        match marks {
-            Some(m) => m.mark(id).await,
-            None => Ok(()),
+        if let Some(t) = ticket {
+            t.wait().await?;
         }
+        shared
+            .ledger
+            .lock()
+            .map_err(|_| LedgerError::Mark("the ledger lock was poisoned".into()))?
+            .mark_data(&[id], now)
     };
     let result = conn
         .send(&envelope, &bytes, &outbox_name(&d.recipient.email), mark)

@@ -9,11 +9,13 @@
 //! and go back to `pending`.
 //!
 //! The database runs in WAL mode with `synchronous=NORMAL`: every commit
-//! survives the process being killed. The end-of-data marks are also made
-//! durable against power loss, by an explicit `fdatasync` of the WAL after
-//! each batch of marks ([`WalSync`]): a power cut can then forget a later
-//! `sent`, which comes back `uncertain`, but never the mark, so a delivered
-//! message never comes back `pending`.
+//! survives the process being killed, since it is in the page cache, marks
+//! included. A power cut (or an OS crash) keeps only what was synced, so
+//! the claim of a row is made durable, by a batched `fdatasync` of the WAL
+//! ([`WalSync`]), before its final `.` may be written; a send resumed after
+//! a reboot (another boot id than the run that died) treats every row left
+//! `sending` as `uncertain`. A delivered message thus never comes back
+//! `pending`, and after a mere kill only rows past their mark are uncertain.
 
 use std::path::{Path, PathBuf};
 
@@ -327,13 +329,15 @@ CREATE TABLE IF NOT EXISTS suppressions (
 /// how many a ledger has had. Old ledgers stay readable: columns are only
 /// added.
 const MIGRATIONS: &[&str] = &[
-    // 1: end-of-data marks, deferrals with their queue lifetime, and why a
-    // send stopped. A row an older briefing left `sending` may have had its
-    // end of data written: it keeps counting as such (uncertain on resume).
+    // 1: end-of-data marks, deferrals with their queue lifetime, why a send
+    // stopped and on which boot it ran. A row an older briefing left
+    // `sending` may have had its end of data written: it keeps counting as
+    // such (uncertain on resume, as it is under no recorded boot anyway).
     "ALTER TABLE deliveries ADD COLUMN data_at TEXT;
      ALTER TABLE deliveries ADD COLUMN next_attempt_at TEXT;
      ALTER TABLE deliveries ADD COLUMN first_failed_at TEXT;
      ALTER TABLE sends ADD COLUMN stop_reason TEXT;
+     ALTER TABLE sends ADD COLUMN boot_id TEXT;
      UPDATE deliveries SET data_at = COALESCE(updated_at, 'before the upgrade') WHERE state = 'sending';",
 ];
 
@@ -466,8 +470,8 @@ impl Ledger {
     }
 
     /// Starts (or resumes) a send: creates its record and settles the rows
-    /// a dead run left `sending`: `uncertain` when their end of data had
-    /// been written, else back to `pending` without counting the try.
+    /// a dead run left `sending` (see [`Ledger::begin_on_boot`]), on the
+    /// machine's current boot.
     pub fn begin(
         &self,
         issue: &str,
@@ -475,35 +479,73 @@ impl Ledger {
         subject: &str,
         now: Timestamp,
     ) -> Result<Resumed, LedgerError> {
+        self.begin_on_boot(issue, kind, subject, boot_id().as_deref(), now)
+    }
+
+    /// [`Ledger::begin`] on the boot `boot` (`None`: unknown). Rows a dead
+    /// run left `sending` become `uncertain` when their end-of-data mark is
+    /// set, and go back to `pending` (the try not counted) when it is not,
+    /// provided that run died on this same boot: then everything it wrote
+    /// is still in the page cache. After a reboot (a power cut, an OS crash)
+    /// only what was synced is known, so every such row is `uncertain`.
+    pub fn begin_on_boot(
+        &self,
+        issue: &str,
+        kind: SendKind,
+        subject: &str,
+        boot: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Resumed, LedgerError> {
         let now = now.to_string();
+        let before: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT boot_id FROM sends WHERE issue = ?1 AND kind = ?2",
+                params![issue, kind.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?
+            .flatten();
         self.conn
             .execute(
-                "INSERT INTO sends (issue, kind, state, subject, started_at) VALUES (?1, ?2, 'running', ?3, ?4)
-                 ON CONFLICT (issue, kind) DO UPDATE SET state = 'running', finished_at = NULL, stop_reason = NULL",
-                params![issue, kind.as_str(), subject, now],
+                "INSERT INTO sends (issue, kind, state, subject, started_at, boot_id) VALUES (?1, ?2, 'running', ?3, ?4, ?5)
+                 ON CONFLICT (issue, kind) DO UPDATE SET state = 'running', finished_at = NULL, stop_reason = NULL,
+                   boot_id = ?5",
+                params![issue, kind.as_str(), subject, now, boot],
             )
             .map_err(|e| self.err(e))?;
-        let uncertain = self
-            .conn
-            .execute(
+        let same_boot = boot.is_some() && before.as_deref() == boot;
+        let settle = |sql: &str| {
+            self.conn
+                .execute(sql, params![issue, kind.as_str(), now])
+                .map(|n| n as u64)
+                .map_err(|e| self.err(e))
+        };
+        if !same_boot {
+            let uncertain = settle(
                 "UPDATE deliveries SET state = 'uncertain', updated_at = ?3,
-                   last_reply = 'the run sending this message stopped after its end of data was written, before the server answered'
-                 WHERE issue = ?1 AND kind = ?2 AND state = 'sending' AND data_at IS NOT NULL",
-                params![issue, kind.as_str(), now],
-            )
-            .map_err(|e| self.err(e))?;
-        let requeued = self
-            .conn
-            .execute(
-                "UPDATE deliveries SET state = 'pending', attempts = MAX(attempts - 1, 0), updated_at = ?3,
-                   last_reply = 'the run sending this message stopped before its end of data was written'
-                 WHERE issue = ?1 AND kind = ?2 AND state = 'sending' AND data_at IS NULL",
-                params![issue, kind.as_str(), now],
-            )
-            .map_err(|e| self.err(e))?;
+                   last_reply = 'the machine restarted while this message was being sent: it may have been delivered'
+                 WHERE issue = ?1 AND kind = ?2 AND state = 'sending'",
+            )?;
+            return Ok(Resumed {
+                uncertain,
+                requeued: 0,
+            });
+        }
+        let uncertain = settle(
+            "UPDATE deliveries SET state = 'uncertain', updated_at = ?3,
+               last_reply = 'the run sending this message stopped after its end of data was written, before the server answered'
+             WHERE issue = ?1 AND kind = ?2 AND state = 'sending' AND data_at IS NOT NULL",
+        )?;
+        let requeued = settle(
+            "UPDATE deliveries SET state = 'pending', attempts = MAX(attempts - 1, 0), updated_at = ?3,
+               last_reply = 'the run sending this message stopped before its end of data was written'
+             WHERE issue = ?1 AND kind = ?2 AND state = 'sending' AND data_at IS NULL",
+        )?;
         Ok(Resumed {
-            uncertain: uncertain as u64,
-            requeued: requeued as u64,
+            uncertain,
+            requeued,
         })
     }
 
@@ -759,8 +801,10 @@ impl Ledger {
     }
 
     /// Records the end-of-data marks of claimed rows, in one transaction:
-    /// their final `.` is about to be written. Durable against a kill at
-    /// once; against power loss after [`WalSync::sync`].
+    /// their final `.` is about to be written. A commit at
+    /// `synchronous=NORMAL`, so quick, and durable against a kill, which is
+    /// all a mark needs: after a reboot the claim decides (see
+    /// [`Ledger::begin_on_boot`]).
     pub fn mark_data(&mut self, ids: &[i64], now: Timestamp) -> Result<(), LedgerError> {
         let path = self.path.clone();
         let err = |source| LedgerError::Sqlite {
@@ -786,6 +830,16 @@ impl Ledger {
     /// power loss (`None` for an in-memory ledger).
     pub fn wal_sync(&self) -> Result<Option<WalSync>, LedgerError> {
         if self.path == ":memory:" {
+            return Ok(None);
+        }
+        // Where WAL is unavailable (a file system without shared memory),
+        // SQLite keeps a rollback journal, and its commits sync the
+        // database file themselves.
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
             return Ok(None);
         }
         WalSync::open(Path::new(&self.path)).map(Some)
@@ -1178,6 +1232,15 @@ impl WalSync {
     }
 }
 
+/// This boot of the machine (Linux: `/proc/sys/kernel/random/boot_id`),
+/// `None` where it cannot be told, which resumes as after a reboot.
+pub fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
 /// A `suppressions` row selected as `email, reason, source, created_at`.
 fn suppression_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Suppression> {
     Ok(Suppression {
@@ -1244,7 +1307,8 @@ mod tests {
     /// (address, token) pairs.
     fn ledger_with(people: &[(&str, &str)]) -> Ledger {
         let mut l = Ledger::in_memory().unwrap();
-        l.begin("i", SendKind::Real, "S", now()).unwrap();
+        l.begin_on_boot("i", SendKind::Real, "S", Some("boot-1"), now())
+            .unwrap();
         l.import("i", SendKind::Real, |add| {
             for (email, token) in people {
                 add(&Recipient::new(*email, ""), token)?;
@@ -1267,7 +1331,8 @@ mod tests {
     #[test]
     fn a_crash_before_the_end_of_data_requeues_the_row() {
         let mut l = Ledger::in_memory().unwrap();
-        l.begin("i", SendKind::Real, "S", now()).unwrap();
+        l.begin_on_boot("i", SendKind::Real, "S", Some("boot-1"), now())
+            .unwrap();
         l.import("i", SendKind::Real, |add| {
             assert!(add(&Recipient::new("a@example.org", "A"), "t1")?);
             assert!(!add(&Recipient::new("A@Example.org", "A"), "t1")?);
@@ -1282,7 +1347,8 @@ mod tests {
         assert_eq!(d.recipient.email, "a@example.org");
         // The process dies here; the next run begins again.
         assert_eq!(
-            l.begin("i", SendKind::Real, "S", now()).unwrap(),
+            l.begin_on_boot("i", SendKind::Real, "S", Some("boot-1"), now())
+                .unwrap(),
             Resumed {
                 uncertain: 0,
                 requeued: 1
@@ -1321,7 +1387,9 @@ mod tests {
             .unwrap()
             .unwrap();
         l.mark_data(&[a.id], now()).unwrap();
-        let r = l.begin("i", SendKind::Real, "S", now()).unwrap();
+        let r = l
+            .begin_on_boot("i", SendKind::Real, "S", Some("boot-1"), now())
+            .unwrap();
         assert_eq!(
             r,
             Resumed {
@@ -1347,6 +1415,27 @@ mod tests {
     }
 
     #[test]
+    fn after_a_reboot_every_row_left_sending_is_uncertain() {
+        let l = ledger_with(&[("a@example.org", "t"), ("b@example.org", "t")]);
+        for mid in ["<m1@x>", "<m2@x>"] {
+            l.claim_next("i", SendKind::Real, || mid.into(), now())
+                .unwrap()
+                .unwrap();
+        }
+        // A power cut may have lost marks that a kill would have kept.
+        let r = l
+            .begin_on_boot("i", SendKind::Real, "S", Some("boot-2"), now())
+            .unwrap();
+        assert_eq!(
+            r,
+            Resumed {
+                uncertain: 2,
+                requeued: 0
+            }
+        );
+    }
+
+    #[test]
     fn an_old_ledger_is_migrated_and_its_in_flight_rows_stay_uncertain() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.sqlite");
@@ -1365,7 +1454,9 @@ mod tests {
         }
         let l = Ledger::open(&path).unwrap();
         assert!(l.send_record("i", SendKind::Real).unwrap().is_some());
-        let r = l.begin("i", SendKind::Real, "S", now()).unwrap();
+        let r = l
+            .begin_on_boot("i", SendKind::Real, "S", Some("boot-1"), now())
+            .unwrap();
         assert_eq!(
             r.uncertain, 1,
             "an old in-flight row may have been delivered"

@@ -4,10 +4,10 @@
 
 pub mod breaker;
 pub mod dkim;
+pub mod durable;
 pub mod engine;
 pub mod ledger;
 pub mod lock;
-pub mod marks;
 pub mod message;
 pub mod plan;
 pub mod schedule;
