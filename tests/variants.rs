@@ -120,3 +120,53 @@ fn the_archive_shows_what_every_reader_sees() {
     );
     assert!(page.contains("Apple"), "the other news items are there");
 }
+
+#[test]
+fn a_send_over_smtp_gives_each_reader_their_variant_exactly_once() {
+    let server = support::SmtpServer::start(support::ServerOptions::new());
+    let dir = tempfile::tempdir().unwrap();
+    let world =
+        support::cli::outbox_config(dir.path(), &[], &[("url", format!("\"{}\"", server.url()))]);
+    let mut csv = String::from("email,name,plan\n");
+    for i in 0..12 {
+        let plan = if i % 3 == 0 { "premium" } else { "free" };
+        csv.push_str(&format!("{},Reader {i},{plan}\n", support::cli::email(i)));
+    }
+    std::fs::write(dir.path().join("list.csv"), csv).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_briefing"));
+    cmd.current_dir(repo())
+        .env_remove("BRIEFING_NOW")
+        .env("BRIEFING_UNSUBSCRIBE_SECRET", "variants-test-secret")
+        .args([
+            "--config",
+            world.config.to_str().unwrap(),
+            "send",
+            SAMPLE,
+            "--yes",
+        ]);
+    let o = run(cmd);
+    assert_eq!(o.code, Some(0), "{o}");
+    assert!(o.stdout.contains("variants: 2 versions"), "{o}");
+    let got = server.received();
+    assert_eq!(got.len(), 12, "one message per reader");
+    let mut seen = std::collections::BTreeSet::new();
+    for r in &got {
+        let to = r.envelope.rcpt_tos[0].to_lowercase();
+        assert!(seen.insert(to.clone()), "{to} got the issue twice");
+        let i: usize = to
+            .trim_start_matches("reader")
+            .split('@')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let msg = MessageParser::default()
+            .parse(&r.raw)
+            .expect("a MIME message");
+        let text = msg.body_text(0).unwrap();
+        let html = msg.body_html(0).unwrap();
+        let premium = i % 3 == 0;
+        assert_eq!(text.contains(PREMIUM_TITLE), premium, "{to}: text part");
+        assert_eq!(html.contains(PREMIUM_TITLE), premium, "{to}: HTML part");
+    }
+}

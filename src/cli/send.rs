@@ -215,6 +215,15 @@ fn report_summary(
             if dry_run { " (dry run)" } else { "" }
         ),
     );
+    if s.variants > 1 {
+        log(
+            clock,
+            &format!(
+                "{slug} variants: {} versions of the issue went out (blocks for some readers)",
+                s.variants
+            ),
+        );
+    }
     report_leftovers(manifest, s, clock);
     if let Some(o) = &s.outage {
         elog(

@@ -32,7 +32,7 @@ use crate::deliver::durable::{Syncer, Ticket};
 use crate::deliver::ledger::{
     Counts, Delivery, DeliveryState, Ledger, LedgerError, Resumed, SendKind, SendRecord, SendState,
 };
-use crate::deliver::message::{Personal, PreparedIssue};
+use crate::deliver::message::{Personal, PreparedIssue, VariantMessages};
 use crate::deliver::transport::{Connection, DeliveryError, Transport, outbox_name};
 
 /// Why a send could not run (as opposed to some recipients failing).
@@ -74,6 +74,9 @@ pub enum SendError {
 pub struct SendJob {
     /// The issue, encoded once.
     pub prepared: Arc<PreparedIssue>,
+    /// Per-variant issues when some blocks are for some readers only;
+    /// `None` when every reader gets `prepared`.
+    pub variants: Option<Arc<VariantMessages>>,
     /// Real send or test copies.
     pub kind: SendKind,
     /// Lists for a real send.
@@ -203,6 +206,8 @@ pub struct Summary {
     pub next_attempt: Option<String>,
     /// Why the send is not finished, as recorded for `status`.
     pub stop_reason: Option<String>,
+    /// Distinct variants of the issue this run sent (blocks for some readers).
+    pub variants: usize,
 }
 
 impl Summary {
@@ -408,6 +413,7 @@ fn conclude(job: &SendJob, shared: Shared) -> Result<Summary, SendError> {
         outage,
         next_attempt,
         stop_reason,
+        variants: job.variants.as_ref().map_or(1, |v| v.count().max(1)),
         ..Summary::default()
     })
 }
@@ -744,8 +750,11 @@ fn build(job: &SendJob, shared: &Shared, d: &Delivery) -> Result<(Envelope, Vec<
     let url = unsubscribe_url(cfg, &token);
     // Date is set now, when the message goes to the transport, not at import.
     let now = job.clock.now();
-    let bytes = job
-        .prepared
+    let prepared = match &job.variants {
+        Some(v) => v.for_reader(&d.recipient),
+        None => Arc::clone(&job.prepared),
+    };
+    let bytes = prepared
         .message(&Personal {
             recipient: &d.recipient,
             unsubscribe_url: &url,

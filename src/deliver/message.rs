@@ -18,7 +18,10 @@ use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use crate::audience::recipient::Recipient;
 use crate::compose::render::{Escape, Part, RenderedIssue, Template, push_escaped, slot_value};
 use crate::config::Config;
-use crate::model::Issue;
+use std::sync::Arc;
+
+use crate::compose::variants::{self, Variants};
+use crate::model::{Audience, Issue};
 
 /// Why a message could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -350,6 +353,40 @@ fn push_static(line: Option<&mut Vec<Part>>, s: &str) {
         && !s.is_empty()
     {
         line.push(Part::Static(s.to_string()));
+    }
+}
+
+/// An issue with blocks for some readers: one [`PreparedIssue`] per
+/// variant that occurs in the list, rendered and encoded the first time a
+/// reader of that variant comes up, never per reader.
+pub struct VariantMessages {
+    issue: Issue,
+    sender: Sender,
+    variants: Variants<PreparedIssue>,
+}
+
+impl VariantMessages {
+    /// The issue, its `only_for` / `except_for` conditions and its sender.
+    pub fn new(issue: Issue, audiences: Vec<Audience>, sender: Sender) -> Self {
+        Self {
+            issue,
+            sender,
+            variants: Variants::new(audiences),
+        }
+    }
+
+    /// The prepared issue as this reader sees it.
+    pub fn for_reader(&self, reader: &Recipient) -> Arc<PreparedIssue> {
+        self.variants.get(reader, |v| {
+            let issue = variants::issue_for(&self.issue, self.variants.audiences(), v);
+            let rendered = crate::compose::render::render(&issue);
+            PreparedIssue::new(&issue, &rendered, self.sender.clone())
+        })
+    }
+
+    /// How many variants were prepared so far.
+    pub fn count(&self) -> usize {
+        self.variants.count()
     }
 }
 

@@ -16,7 +16,7 @@ use crate::deliver::dkim::{DkimError, Signer};
 use crate::deliver::engine::SendJob;
 use crate::deliver::ledger::SendKind;
 use crate::deliver::lock::{self, IssueLock, LockError};
-use crate::deliver::message::{MessageError, PreparedIssue, Sender};
+use crate::deliver::message::{MessageError, PreparedIssue, Sender, VariantMessages};
 use crate::deliver::transport::{Transport, TransportError};
 use crate::diagnostic::Diagnostics;
 
@@ -156,12 +156,21 @@ pub fn plan(
     let lock = (!opts.dry_run)
         .then(|| lock_issue(slug, kind, config, clock.as_ref()))
         .transpose()?;
+    let loaded = &checked.loaded;
+    let variants = (!loaded.audiences.is_empty()).then(|| {
+        Arc::new(VariantMessages::new(
+            loaded.issue.clone(),
+            loaded.audiences.clone(),
+            sender.clone(),
+        ))
+    });
     let job = SendJob {
         prepared: Arc::new(PreparedIssue::new(
             &checked.loaded.issue,
             &checked.rendered,
             sender,
         )),
+        variants,
         kind,
         lists,
         to: opts.to.clone(),
