@@ -129,7 +129,11 @@ fn a_send_over_smtp_gives_each_reader_their_variant_exactly_once() {
         support::cli::outbox_config(dir.path(), &[], &[("url", format!("\"{}\"", server.url()))]);
     let mut csv = String::from("email,name,plan\n");
     for i in 0..12 {
-        let plan = if i % 3 == 0 { "premium" } else { "free" };
+        let plan = if i.is_multiple_of(3) {
+            "premium"
+        } else {
+            "free"
+        };
         csv.push_str(&format!("{},Reader {i},{plan}\n", support::cli::email(i)));
     }
     std::fs::write(dir.path().join("list.csv"), csv).unwrap();
@@ -165,7 +169,7 @@ fn a_send_over_smtp_gives_each_reader_their_variant_exactly_once() {
             .expect("a MIME message");
         let text = msg.body_text(0).unwrap();
         let html = msg.body_html(0).unwrap();
-        let premium = i % 3 == 0;
+        let premium = i.is_multiple_of(3);
         assert_eq!(text.contains(PREMIUM_TITLE), premium, "{to}: text part");
         assert_eq!(html.contains(PREMIUM_TITLE), premium, "{to}: HTML part");
     }
