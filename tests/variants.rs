@@ -128,7 +128,7 @@ fn a_send_over_smtp_gives_each_reader_their_variant_exactly_once() {
     let world =
         support::cli::outbox_config(dir.path(), &[], &[("url", format!("\"{}\"", server.url()))]);
     let mut csv = String::from("email,name,plan\n");
-    for i in 0..12 {
+    for i in 0..12usize {
         let plan = if i.is_multiple_of(3) {
             "premium"
         } else {
