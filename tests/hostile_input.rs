@@ -318,3 +318,34 @@ fn the_binary_exits_0_1_or_2_on_damaged_manifests() {
         }
     }
 }
+
+#[test]
+fn a_bad_transport_url_in_the_config_is_an_error_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = outbox_config(
+        dir.path(),
+        &["a@example.org"],
+        &[("url", "\"smtp://[bad\"".into())],
+    );
+    let line = std::fs::read_to_string(&world.config)
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("url = "))
+        .unwrap()
+        + 1;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_briefing"));
+    cmd.current_dir(repo()).args([
+        "--config",
+        world.config.to_str().unwrap(),
+        "send",
+        ISSUE,
+        "--yes",
+    ]);
+    let out = run(cmd);
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(
+        out.stderr.contains(&format!("config.toml:{line}:"))
+            && out.stderr.contains("transport.url"),
+        "{out}"
+    );
+}

@@ -180,7 +180,7 @@ fn run_plan(
 /// a busy lock as exit 3.
 fn plan_error(e: PlanError) -> CliError {
     match e {
-        PlanError::Invalid(d) => CliError::Diagnostics(d),
+        PlanError::Invalid(d) | PlanError::Config(d) => CliError::Diagnostics(d),
         PlanError::Check { ref problems, .. } => {
             eprint!("{}", problems.render());
             CliError::input(e)

@@ -18,7 +18,7 @@ use crate::deliver::ledger::SendKind;
 use crate::deliver::lock::{self, IssueLock, LockError};
 use crate::deliver::message::{MessageError, PreparedIssue, Sender, VariantMessages};
 use crate::deliver::transport::{Transport, TransportError};
-use crate::diagnostic::Diagnostics;
+use crate::diagnostic::{Diagnostic, Diagnostics};
 
 /// What the operator asked for.
 #[derive(Debug, Clone, Default)]
@@ -53,6 +53,9 @@ pub enum PlanError {
         /// Everything the check found.
         problems: Diagnostics,
     },
+    /// A config value is wrong, with its `config.toml` line.
+    #[error("the config has errors")]
+    Config(Diagnostics),
     /// The transport URL is wrong.
     #[error(transparent)]
     Transport(#[from] TransportError),
@@ -132,8 +135,15 @@ pub fn plan(
     let transport = if opts.dry_run {
         Transport::Null
     } else {
-        let url = opts.transport.as_deref().unwrap_or(&config.transport.url);
-        Transport::from_url(url, config)?
+        match &opts.transport {
+            Some(url) => Transport::from_url(url, config)?,
+            // A wrong URL in the config is pointed at in the config.
+            None => Transport::from_url(&config.transport.url, config).map_err(|e| {
+                let mut d = Diagnostics::new();
+                d.push(config.problem("transport.url", Diagnostic::error(e.to_string())));
+                PlanError::Config(d)
+            })?,
+        }
     };
     let local = matches!(transport, Transport::Null | Transport::Outbox(_));
     let secret = Secret::from_config(config, local)?;
