@@ -24,6 +24,17 @@ fn write(dir: &Path, name: &str, text: &[u8]) -> PathBuf {
     p
 }
 
+/// `briefing --config CONFIG ARGS…` from the repository root, to the end.
+fn briefing(config: &Path, args: &[&str]) -> support::cli::Out {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_briefing"));
+    cmd.current_dir(repo())
+        .env_remove("BRIEFING_NOW")
+        .arg("--config")
+        .arg(config)
+        .args(args);
+    run(cmd)
+}
+
 /// Rows of a list: `Ok(email)` for a recipient, `Err(line)` for a skip.
 fn rows(path: &Path) -> Result<Vec<Result<String, u64>>, ListError> {
     let mut out = Vec::new();
@@ -81,15 +92,7 @@ fn an_unclosed_quote_stops_the_send_before_anything_is_sent() {
         Err(ListError::UnclosedQuote { line, .. }) => assert_eq!(line, 3),
         other => panic!("expected an unclosed-quote error, got {other:?}"),
     }
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_briefing"));
-    cmd.current_dir(repo()).env_remove("BRIEFING_NOW").args([
-        "--config",
-        world.config.to_str().unwrap(),
-        "send",
-        ISSUE,
-        "--yes",
-    ]);
-    let out = run(cmd);
+    let out = briefing(&world.config, &["send", ISSUE, "--yes"]);
     assert_eq!(out.code, Some(2), "{out}");
     assert!(out.stderr.contains("list.csv:3:"), "{out}");
     let sent = std::fs::read_dir(&world.outbox).map_or(0, |d| d.count());
@@ -111,10 +114,7 @@ fn config_numbers_out_of_range_are_refused_at_their_line() {
             .position(|l| l.starts_with(&format!("{key} = ")))
             .unwrap()
             + 1;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_briefing"));
-        cmd.current_dir(repo())
-            .args(["--config", world.config.to_str().unwrap(), "check", ISSUE]);
-        let out = run(cmd);
+        let out = briefing(&world.config, &["check", ISSUE]);
         assert_eq!(out.code, Some(2), "{key} = {value}: {out}");
         assert!(
             out.stderr.contains(&format!("config.toml:{line}:"))
@@ -333,15 +333,7 @@ fn a_bad_transport_url_in_the_config_is_an_error_at_its_line() {
         .position(|l| l.starts_with("url = "))
         .unwrap()
         + 1;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_briefing"));
-    cmd.current_dir(repo()).args([
-        "--config",
-        world.config.to_str().unwrap(),
-        "send",
-        ISSUE,
-        "--yes",
-    ]);
-    let out = run(cmd);
+    let out = briefing(&world.config, &["send", ISSUE, "--yes"]);
     assert_eq!(out.code, Some(2), "{out}");
     assert!(
         out.stderr.contains(&format!("config.toml:{line}:"))

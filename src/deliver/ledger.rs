@@ -914,22 +914,35 @@ impl Ledger {
         kind: SendKind,
         limit: usize,
     ) -> Result<Vec<Deferral>, LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT email, COALESCE(last_reply, ''), attempts, COALESCE(next_attempt_at, '') FROM deliveries
-                 WHERE issue = ?1 AND kind = ?2 AND state = 'deferred' ORDER BY next_attempt_at, id LIMIT ?3",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![issue, kind.as_str(), limit as i64], |r| {
+        self.first_rows(
+            "SELECT email, COALESCE(last_reply, ''), attempts, COALESCE(next_attempt_at, '') FROM deliveries
+             WHERE issue = ?1 AND kind = ?2 AND state = 'deferred' ORDER BY next_attempt_at, id LIMIT ?3",
+            issue,
+            kind,
+            limit,
+            |r| {
                 Ok(Deferral {
                     email: r.get(0)?,
                     reply: r.get(1)?,
                     attempts: r.get(2)?,
                     next_attempt_at: r.get(3)?,
                 })
-            })
+            },
+        )
+    }
+
+    /// The first `limit` rows of a query over one send's deliveries.
+    fn first_rows<T>(
+        &self,
+        sql: &str,
+        issue: &str,
+        kind: SendKind,
+        limit: usize,
+        map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, LedgerError> {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![issue, kind.as_str(), limit as i64], map)
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
@@ -1007,24 +1020,21 @@ impl Ledger {
         kind: SendKind,
         limit: usize,
     ) -> Result<Vec<Failure>, LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT email, state, COALESCE(last_reply, ''), attempts FROM deliveries
-                 WHERE issue = ?1 AND kind = ?2 AND state IN ('failed', 'uncertain') ORDER BY id LIMIT ?3",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![issue, kind.as_str(), limit as i64], |r| {
+        self.first_rows(
+            "SELECT email, state, COALESCE(last_reply, ''), attempts FROM deliveries
+             WHERE issue = ?1 AND kind = ?2 AND state IN ('failed', 'uncertain') ORDER BY id LIMIT ?3",
+            issue,
+            kind,
+            limit,
+            |r| {
                 Ok(Failure {
                     email: r.get(0)?,
                     state: r.get(1)?,
                     reply: r.get(2)?,
                     attempts: r.get(3)?,
                 })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+            },
+        )
     }
 
     /// First and last delivery time of a send, for its rate.
