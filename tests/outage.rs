@@ -528,8 +528,9 @@ fn kills_at_random_moments_leave_uncertain_only_what_reached_the_end_of_data() {
          must go back to the queue"
     );
     // The rest, reported: the server saw the final "." of each, or the kill
-    // landed in the microseconds between the mark and the write of the "."
-    // (or the end of data was in the kernel's send buffer).
+    // landed during the one write that carries the message and its "."
+    // (after the mark; a 90 KB write can wait for the socket): 0 or 1 per
+    // 20 kills in our runs, so more than a quarter of the kills is a bug.
     let ended: BTreeSet<String> = server
         .ends_of_data()
         .into_iter()
@@ -548,7 +549,7 @@ fn kills_at_random_moments_leave_uncertain_only_what_reached_the_end_of_data() {
         in_sync.len()
     );
     assert!(
-        in_sync.len() <= 2,
+        in_sync.len() <= KILLS / 4,
         "uncertain rows whose end of data never reached the server: {in_sync:?}"
     );
 }

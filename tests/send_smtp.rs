@@ -887,6 +887,9 @@ fn tempfails_are_retried_and_unknown_users_fail_and_are_suppressed_for_later_iss
                 reply.contains("550") && reply.contains("5.1.1"),
                 "server reply not recorded: {f}"
             );
+            // The code once, as the server said it (issue 10: not
+            // "550 permanent error (550): 5.1.1 …").
+            assert!(reply.starts_with("550 5.1.1 "), "{f}");
             f["email"].as_str().unwrap().to_lowercase()
         })
         .collect();

@@ -596,11 +596,23 @@ where
             .await
             .map_err(TxError::Smtp)?;
     }
+    // Stuffed before the mark, so only the write itself lies between the
+    // mark and the final `.`.
+    let data = DotStuffed(text).to_string();
     c.command(Data).await.map_err(TxError::Smtp)?;
     *phase = Phase::Marking;
     mark().await.map_err(|e| TxError::Unmarked(e.to_string()))?;
     *phase = Phase::Content;
-    c.command(DotStuffed(text)).await.map_err(TxError::Smtp)
+    c.command(Verbatim(&data)).await.map_err(TxError::Smtp)
+}
+
+/// Text that is already a complete command (here: stuffed DATA content).
+struct Verbatim<'a>(&'a str);
+
+impl std::fmt::Display for Verbatim<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
 }
 
 /// A message as DATA content: lines starting with `.` get a second one
