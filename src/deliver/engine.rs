@@ -331,10 +331,7 @@ async fn run_workers(
     progress: &Arc<dyn Progress>,
     config: &Config,
 ) -> Result<(), SendError> {
-    let workers = match &job.transport {
-        Transport::Smtp(_) => config.transport.pool_size.max(1),
-        _ => 1,
-    };
+    let workers = workers(job, config);
     let folder = match job.kind {
         SendKind::Real => job.prepared.slug.clone(),
         SendKind::Test => format!("{}-test", job.prepared.slug),
@@ -358,6 +355,14 @@ async fn run_workers(
     match first_error {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// One worker per SMTP connection, one for the other transports.
+fn workers(job: &SendJob, config: &Config) -> usize {
+    match &job.transport {
+        Transport::Smtp(_) => config.transport.pool_size.max(1),
+        _ => 1,
     }
 }
 
@@ -464,7 +469,7 @@ impl Shared {
         let breaker_limit = Duration::from_secs(t.outage_wait_seconds);
         Ok(Shared {
             ledger: Mutex::new(ledger),
-            syncer: wal.map(Syncer::start),
+            syncer: wal.map(|w| Syncer::start(w, workers(job, config))),
             retries: Mutex::new(retries),
             in_flight: AtomicUsize::new(0),
             budget: AtomicU64::new(job.limit.unwrap_or(u64::MAX)),
@@ -729,7 +734,7 @@ async fn deliver(
             .ledger
             .lock()
             .map_err(|_| LedgerError::Mark("the ledger lock was poisoned".into()))?
-            .mark_data(&[id], now)
+            .mark_data(id, now)
     };
     let result = conn
         .send(&envelope, &bytes, &outbox_name(&d.recipient.email), mark)

@@ -628,14 +628,15 @@ impl Ledger {
         loop {
             let next: Option<(i64, String, String, String, String, bool)> = self
                 .conn
-                .query_row(
+                .prepare_cached(
                     "SELECT d.id, d.email, d.name, d.fields, d.email_key,
                             EXISTS (SELECT 1 FROM suppressions s WHERE s.email_key = d.email_key)
                      FROM deliveries d
                      WHERE d.issue = ?1 AND d.kind = ?2 AND d.state = 'pending' AND d.attempts = 0
                      ORDER BY d.id LIMIT 1",
-                    params![issue, kind.as_str()],
-                    |r| {
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![issue, kind.as_str()], |r| {
                         Ok((
                             r.get(0)?,
                             r.get(1)?,
@@ -644,9 +645,9 @@ impl Ledger {
                             r.get(4)?,
                             r.get(5)?,
                         ))
-                    },
-                )
-                .optional()
+                    })
+                    .optional()
+                })
                 .map_err(|e| self.err(e))?;
             let Some((id, email, name, fields, _key, suppressed)) = next else {
                 return Ok(None);
@@ -733,13 +734,16 @@ impl Ledger {
     ) -> Result<Delivery, LedgerError> {
         let (token, first_failed_at): (String, Option<String>) = self
             .conn
-            .query_row(
+            .prepare_cached(
                 "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, message_id = ?2, updated_at = ?3,
                    data_at = NULL, next_attempt_at = NULL
                  WHERE id = ?1 RETURNING COALESCE(token, ''), first_failed_at",
-                params![id, message_id, now.to_string()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
             )
+            .and_then(|mut stmt| {
+                stmt.query_row(params![id, message_id, now.to_string()], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+            })
             .map_err(|e| self.err(e))?;
         Ok(Delivery {
             id,
@@ -800,30 +804,19 @@ impl Ledger {
         Ok(n as u64)
     }
 
-    /// Records the end-of-data marks of claimed rows, in one transaction:
-    /// their final `.` is about to be written. A commit at
-    /// `synchronous=NORMAL`, so quick, and durable against a kill, which is
-    /// all a mark needs: after a reboot the claim decides (see
-    /// [`Ledger::begin_on_boot`]).
-    pub fn mark_data(&mut self, ids: &[i64], now: Timestamp) -> Result<(), LedgerError> {
-        let path = self.path.clone();
-        let err = |source| LedgerError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "UPDATE deliveries SET data_at = ?2 WHERE id = ?1 AND state = 'sending'",
-                )
-                .map_err(err)?;
-            let now = now.to_string();
-            for id in ids {
-                stmt.execute(params![id, now]).map_err(err)?;
-            }
-        }
-        tx.commit().map_err(err)
+    /// Records a claimed row's end-of-data mark: its final `.` is about to
+    /// be written. A commit at `synchronous=NORMAL`, so quick, and durable
+    /// against a kill, which is all a mark needs: after a reboot the claim
+    /// decides (see [`Ledger::begin_on_boot`]).
+    pub fn mark_data(&self, id: i64, now: Timestamp) -> Result<(), LedgerError> {
+        // Cached, like the claim and the answer: three commits a message.
+        self.conn
+            .prepare_cached(
+                "UPDATE deliveries SET data_at = ?2 WHERE id = ?1 AND state = 'sending'",
+            )
+            .and_then(|mut stmt| stmt.execute(params![id, now.to_string()]))
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     /// A handle that makes this ledger's commits so far durable against
@@ -958,11 +951,11 @@ impl Ledger {
         let now = now.to_string();
         let sent_at = (state == DeliveryState::Sent).then(|| now.clone());
         self.conn
-            .execute(
+            .prepare_cached(
                 "UPDATE deliveries SET state = ?2, last_reply = COALESCE(?3, last_reply), updated_at = ?4,
                    sent_at = COALESCE(?5, sent_at) WHERE id = ?1",
-                params![id, state.as_str(), reply, now, sent_at],
             )
+            .and_then(|mut stmt| stmt.execute(params![id, state.as_str(), reply, now, sent_at]))
             .map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -1388,7 +1381,7 @@ mod tests {
 
     #[test]
     fn a_crash_after_the_end_of_data_mark_leaves_the_row_uncertain() {
-        let mut l = ledger_with(&[("a@example.org", "t"), ("b@example.org", "t")]);
+        let l = ledger_with(&[("a@example.org", "t"), ("b@example.org", "t")]);
         let a = l
             .claim_next("i", SendKind::Real, || "<m1@x>".into(), now())
             .unwrap()
@@ -1396,7 +1389,7 @@ mod tests {
         l.claim_next("i", SendKind::Real, || "<m2@x>".into(), now())
             .unwrap()
             .unwrap();
-        l.mark_data(&[a.id], now()).unwrap();
+        l.mark_data(a.id, now()).unwrap();
         let r = l
             .begin_on_boot("i", SendKind::Real, "S", Some("boot-1"), now())
             .unwrap();
