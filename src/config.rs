@@ -14,6 +14,9 @@ use unicode_width::UnicodeWidthStr;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile, closest};
 
+mod newsletters;
+pub use newsletters::MAIN_ID;
+
 /// The configuration built into the binary, used when no file is given and
 /// `./config.toml` does not exist.
 pub const EMBEDDED: &str = include_str!("../config.toml");
@@ -22,6 +25,14 @@ pub const EMBEDDED: &str = include_str!("../config.toml");
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Folder of this newsletter's issues (default `issues/`; for one named
+    /// under `[newsletters]`, `issues/<id>/`).
+    #[serde(default)]
+    pub issues: Option<PathBuf>,
+    /// Further newsletters of this repository: id and the file holding what
+    /// differs from this config.
+    #[serde(default)]
+    pub newsletters: BTreeMap<String, PathBuf>,
     /// Publisher identity and footer.
     pub newsletter: NewsletterConfig,
     /// Envelope and header identity.
@@ -58,12 +69,26 @@ pub struct Config {
     /// The config's text, so later stages can point at a key's line.
     #[serde(skip)]
     pub file: Option<Arc<SourceFile>>,
+    /// For a newsletter under `[newsletters]`: config.toml, where the keys
+    /// its own file does not write come from.
+    #[serde(skip)]
+    pub inherited: Option<Arc<SourceFile>>,
+    /// For a newsletter under `[newsletters]`: its id there.
+    #[serde(skip)]
+    pub own_id: Option<String>,
+    /// The newsletters `[newsletters]` names, each a whole config.
+    #[serde(skip)]
+    pub others: Vec<Config>,
 }
 
 /// Publisher identity, shown in every issue.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewsletterConfig {
+    /// Short id for `--newsletter` (default `main`; a newsletter under
+    /// `[newsletters]` has the id it is listed by).
+    #[serde(default)]
+    pub id: Option<String>,
     /// Name in the header and the From display name default.
     pub name: String,
     /// BCP 47 language of the issues (`lang` attribute).
@@ -420,6 +445,17 @@ impl Config {
     /// Parses config text; `path` names it in diagnostics, `base_dir`
     /// anchors its relative paths.
     pub fn parse(text: &str, path: &str, base_dir: &Path) -> Result<Config, Diagnostics> {
+        let mut config = Config::parse_single(text, path, base_dir)?;
+        let mut problems = Diagnostics::new();
+        newsletters::load_all(&mut config, text, &mut problems);
+        if problems.has_errors() {
+            return Err(problems);
+        }
+        Ok(config)
+    }
+
+    /// One newsletter's config, without the ones `[newsletters]` names.
+    fn parse_single(text: &str, path: &str, base_dir: &Path) -> Result<Config, Diagnostics> {
         let file = SourceFile::new(path, text);
         let mut config: Config = toml::from_str(text).map_err(|e| {
             let mut d = Diagnostics::new();
@@ -509,13 +545,74 @@ impl Config {
     }
 
     /// A problem with the value of `key` (dotted, e.g. `transport.url`),
-    /// pointing at its line in this config.
+    /// pointing at its line in this config (for a newsletter that inherits
+    /// the key, at config.toml's line).
     pub fn problem(&self, key: &str, d: Diagnostic) -> Diagnostic {
         let d = d.field(key);
-        match &self.file {
-            Some(file) => d.at(file, key_span(&file.text, key)),
-            None => d,
+        let own = self
+            .file
+            .as_ref()
+            .and_then(|f| key_span(&f.text, key).map(|s| (f, s)));
+        let inherited = || {
+            self.inherited
+                .as_ref()
+                .and_then(|f| key_span(&f.text, key).map(|s| (f, s)))
+        };
+        match own.or_else(inherited) {
+            Some((file, span)) => d.at(file, Some(span)),
+            None => match &self.file {
+                Some(file) => d.at(file, None),
+                None => d,
+            },
         }
+    }
+
+    /// This newsletter's id (`--newsletter`).
+    pub fn id(&self) -> &str {
+        self.own_id
+            .as_deref()
+            .or(self.newsletter.id.as_deref())
+            .unwrap_or(MAIN_ID)
+    }
+
+    /// Every newsletter of the repository: this one, then those
+    /// `[newsletters]` names, in id order.
+    pub fn all(&self) -> impl Iterator<Item = &Config> {
+        std::iter::once(self).chain(self.others.iter())
+    }
+
+    /// True when `[newsletters]` names further newsletters.
+    pub fn has_several(&self) -> bool {
+        !self.others.is_empty()
+    }
+
+    /// The newsletter with this id.
+    pub fn by_id(&self, id: &str) -> Option<&Config> {
+        self.all().find(|c| c.id() == id)
+    }
+
+    /// The ids of every newsletter, for messages that ask for one.
+    pub fn ids(&self) -> Vec<&str> {
+        self.all().map(Config::id).collect()
+    }
+
+    /// The folder of this newsletter's issues. config.toml's own default
+    /// stays `issues/` in the working folder, as before newsletters.
+    pub fn issues_dir(&self) -> PathBuf {
+        match &self.issues {
+            Some(p) => self.resolve(p),
+            None => PathBuf::from("issues"),
+        }
+    }
+
+    /// The newsletter an issue (manifest or folder) belongs to: the one
+    /// whose issues folder holds it, else config.toml's own.
+    pub fn for_issue(&self, path: &Path) -> &Config {
+        let at = newsletters::absolute(path);
+        self.others
+            .iter()
+            .find(|c| at.starts_with(newsletters::absolute(&c.issues_dir())))
+            .unwrap_or(self)
     }
 
     fn check_values(&self, file: &Arc<SourceFile>, out: &mut Diagnostics) {

@@ -260,6 +260,11 @@ impl Diagnostics {
         self.items.extend(other.items);
     }
 
+    /// The problems, in the order they were recorded.
+    pub fn into_vec(self) -> Vec<Diagnostic> {
+        self.items
+    }
+
     /// True when at least one problem is an error.
     pub fn has_errors(&self) -> bool {
         self.items.iter().any(|d| d.severity == Severity::Error)

@@ -8,7 +8,7 @@ use briefing::compose::variants::{self, Variant};
 use briefing::config::Config;
 use briefing::deliver::ledger::{Ledger, SendKind, SendRecord};
 
-use super::{CliError, CliResult, Context, exit};
+use super::{CliError, CliResult, Context, Newsletters, exit};
 
 /// Arguments of `briefing archive`.
 #[derive(Debug, clap::Args)]
@@ -19,21 +19,38 @@ pub struct ArchiveArgs {
     /// Also include scheduled issues, not only sent ones.
     #[arg(long)]
     all: bool,
-    /// Folder of issues.
-    #[arg(long, default_value = "issues")]
-    issues: PathBuf,
+    /// Folder of issues (default: the newsletter's, `issues/`).
+    #[arg(long)]
+    issues: Option<PathBuf>,
 }
 
-/// Runs `briefing archive`.
-pub fn run(args: &ArchiveArgs, config: &Config) -> CliResult {
+/// Runs `briefing archive`: one newsletter's (that of `--issues` or
+/// `--newsletter`), else every newsletter's into its own `archive.out`.
+pub fn run(args: &ArchiveArgs, newsletters: &Newsletters<'_>) -> CliResult {
+    if let Some(issues) = &args.issues {
+        return build_one(args, issues, newsletters.for_issue(issues));
+    }
+    let each = newsletters.each();
+    if each.len() > 1 && args.out.is_some() {
+        return Err(CliError::input(
+            "--out names one folder, but this repository has several newsletters; expected --newsletter ID with it",
+        ));
+    }
+    let mut code = exit::OK;
+    for config in each {
+        code = code.max(build_one(args, &config.issues_dir(), config)?);
+    }
+    Ok(code)
+}
+
+/// Builds one newsletter's archive from the issues under `issues`.
+fn build_one(args: &ArchiveArgs, issues: &Path, config: &Config) -> CliResult {
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| config.resolve(&config.archive.out));
-    let manifests = manifest::find_all(&args.issues).context(format_args!(
-        "cannot list issues in {}",
-        args.issues.display()
-    ))?;
+    let manifests = manifest::find_all(issues)
+        .context(format_args!("cannot list issues in {}", issues.display()))?;
     let ledger = Ledger::open_existing(&config.ledger_path())?;
     let record = |slug: &str| match &ledger {
         Some(l) => l.send_record(slug, SendKind::Real),

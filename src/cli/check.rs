@@ -19,6 +19,13 @@ pub struct CheckArgs {
     strict: bool,
 }
 
+impl CheckArgs {
+    /// The issue manifest named.
+    pub fn issue(&self) -> &std::path::Path {
+        &self.issue
+    }
+}
+
 /// Runs `briefing check`: exit 0 clean, 1 warnings only, 2 errors.
 pub fn run(args: &CheckArgs, config: &Config, clock: &dyn Clock) -> CliResult {
     let path = &args.issue;

@@ -33,6 +33,10 @@ pub struct Cli {
     /// Configuration file (default ./config.toml, else the built-in one).
     #[arg(long, global = true, env = "BRIEFING_CONFIG")]
     config: Option<PathBuf>,
+    /// The newsletter to act on, by id (default: the one whose issues
+    /// folder holds the issue; without an issue, every newsletter).
+    #[arg(long, global = true, env = "BRIEFING_NEWSLETTER")]
+    newsletter: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -65,14 +69,71 @@ pub type SharedClock = Arc<dyn Clock>;
 pub fn run(cli: Cli) -> CliResult {
     let clock = clock::from_env()?;
     let config = Config::load(cli.config.as_deref()).map_err(CliError::Diagnostics)?;
+    let chosen = Newsletters::new(&config, cli.newsletter.as_deref())?;
     match cli.command {
-        Command::Check(args) => check::run(&args, &config, clock.as_ref()),
-        Command::Preview(args) => preview::run(&args, cli.config.as_deref(), &config, clock),
-        Command::Send(args) => send::run(&args, &config, clock),
-        Command::Status(args) => status::run(&args, &config, clock.as_ref()),
-        Command::Serve(args) => serve::run(args, &config, clock),
-        Command::Suppress { command } => suppress::run(command, &config, clock.as_ref()),
-        Command::Archive(args) => archive::run(&args, &config),
+        Command::Check(args) => check::run(&args, chosen.for_issue(args.issue()), clock.as_ref()),
+        Command::Preview(args) => preview::run(
+            &args,
+            cli.config.as_deref(),
+            chosen.for_issue(args.issue()),
+            clock,
+        ),
+        Command::Send(args) => send::run(&args, &chosen, clock),
+        Command::Status(args) => status::run(&args, &chosen, clock.as_ref()),
+        Command::Serve(args) => serve::run(args, &chosen, clock),
+        Command::Suppress { command } => suppress::run(command, chosen.one()?, clock.as_ref()),
+        Command::Archive(args) => archive::run(&args, &chosen),
+    }
+}
+
+/// The newsletters a command acts on: the one `--newsletter` names, else
+/// every newsletter of the repository.
+pub struct Newsletters<'a> {
+    repository: &'a Config,
+    chosen: Option<&'a Config>,
+}
+
+impl<'a> Newsletters<'a> {
+    /// Resolves `--newsletter` against the repository's newsletters.
+    fn new(repository: &'a Config, id: Option<&str>) -> Result<Self, CliError> {
+        let chosen = match id {
+            None => None,
+            Some(id) => Some(repository.by_id(id).ok_or_else(|| {
+                CliError::input(format!(
+                    "--newsletter {id}: no such newsletter, expected one of {}",
+                    repository.ids().join(", ")
+                ))
+            })?),
+        };
+        Ok(Self { repository, chosen })
+    }
+
+    /// The newsletter of an issue: `--newsletter`, else the one whose issues
+    /// folder holds it.
+    pub fn for_issue(&self, path: &std::path::Path) -> &'a Config {
+        self.chosen
+            .unwrap_or_else(|| self.repository.for_issue(path))
+    }
+
+    /// Every newsletter the command acts on when it names no issue.
+    pub fn each(&self) -> Vec<&'a Config> {
+        match self.chosen {
+            Some(c) => vec![c],
+            None => self.repository.all().collect(),
+        }
+    }
+
+    /// The one newsletter a command about a single ledger acts on; with
+    /// several and no `--newsletter`, the operator must say which.
+    pub fn one(&self) -> Result<&'a Config, CliError> {
+        match self.chosen {
+            Some(c) => Ok(c),
+            None if !self.repository.has_several() => Ok(self.repository),
+            None => Err(CliError::input(format!(
+                "this repository has several newsletters; which one? expected --newsletter {}",
+                self.repository.ids().join("|")
+            ))),
+        }
     }
 }
 

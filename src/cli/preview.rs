@@ -33,6 +33,13 @@ pub struct PreviewArgs {
     listen: String,
 }
 
+impl PreviewArgs {
+    /// The issue manifest named.
+    pub fn issue(&self) -> &std::path::Path {
+        &self.issue
+    }
+}
+
 /// Runs `briefing preview`.
 pub fn run(
     args: &PreviewArgs,

@@ -15,7 +15,7 @@ use briefing::deliver::plan::{self, PlanError, SendOptions, SendPlan};
 use briefing::deliver::schedule::{self, DueNote};
 
 use super::output::{Reporter, elog, log};
-use super::{CliError, CliResult, SharedClock, exit};
+use super::{CliError, CliResult, Newsletters, SharedClock, exit};
 
 /// Arguments of `briefing send`.
 #[derive(Debug, clap::Args)]
@@ -70,9 +70,9 @@ impl SendArgs {
 }
 
 /// Runs `briefing send`.
-pub fn run(args: &SendArgs, config: &Config, clock: SharedClock) -> CliResult {
+pub fn run(args: &SendArgs, newsletters: &Newsletters<'_>, clock: SharedClock) -> CliResult {
     if args.due {
-        return send_due(args, config, clock);
+        return send_due(args, newsletters, clock);
     }
     let Some(path) = &args.issue else {
         return Err(CliError::input(
@@ -80,7 +80,13 @@ pub fn run(args: &SendArgs, config: &Config, clock: SharedClock) -> CliResult {
         ));
     };
     let mode = if args.yes { Mode::Yes } else { Mode::Ask };
-    send_one(path, &args.options(), mode, config, clock)
+    send_one(
+        path,
+        &args.options(),
+        mode,
+        newsletters.for_issue(path),
+        clock,
+    )
 }
 
 /// Who started the send.
@@ -313,14 +319,28 @@ fn confirm(plan: &SendPlan) -> bool {
     yes
 }
 
-/// `send --due`: every due issue, oldest first. A broken or busy issue is
+/// `send --due`: the due issues of the folder named, else of every
+/// newsletter's issues folder, each with its own config and ledger.
+fn send_due(args: &SendArgs, newsletters: &Newsletters<'_>, clock: SharedClock) -> CliResult {
+    if let Some(dir) = &args.issue {
+        return send_due_in(dir, args, newsletters.for_issue(dir), clock);
+    }
+    let mut code = exit::OK;
+    for config in newsletters.each() {
+        let dir = config.issues_dir();
+        // A newsletter that has no issues yet is no error.
+        if !dir.exists() && config.id() != briefing::config::MAIN_ID {
+            continue;
+        }
+        code = code.max(send_due_in(&dir, args, config, Arc::clone(&clock))?);
+    }
+    Ok(code)
+}
+
+/// Every due issue under `dir`, oldest first. A broken or busy issue is
 /// reported and the others still go out; the exit code is the worst one.
-fn send_due(args: &SendArgs, config: &Config, clock: SharedClock) -> CliResult {
-    let dir = args
-        .issue
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("issues"));
-    let scan = schedule::scan_due(&dir, config, clock.now()).map_err(|e| {
+fn send_due_in(dir: &Path, args: &SendArgs, config: &Config, clock: SharedClock) -> CliResult {
+    let scan = schedule::scan_due(dir, config, clock.now()).map_err(|e| {
         elog(clock.as_ref(), &format!("error: {e}"));
         CliError::Reported(exit::BAD_INPUT)
     })?;
@@ -376,6 +396,17 @@ fn send_due(args: &SendArgs, config: &Config, clock: SharedClock) -> CliResult {
         retry_failed: false,
         ..args.options()
     };
+    if config.has_several() || config.own_id.is_some() {
+        log(
+            clock.as_ref(),
+            &format!(
+                "newsletter {}: {} issue(s) due in {}",
+                config.id(),
+                scan.due.len(),
+                dir.display()
+            ),
+        );
+    }
     for m in &scan.due {
         let c = match send_one(m, &opts, Mode::Due, config, Arc::clone(&clock)) {
             Ok(c) => c,

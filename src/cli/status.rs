@@ -1,7 +1,7 @@
 //! `briefing status`: how a send went, or where every issue in a folder
 //! stands (text, or JSON in the shape the README documents).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use briefing::clock::Clock;
 use briefing::compose::manifest;
@@ -10,7 +10,7 @@ use briefing::deliver::ledger::Ledger;
 use briefing::deliver::lock;
 use briefing::deliver::schedule::{self, IssueStatus};
 
-use super::{CliError, CliResult, Context, exit};
+use super::{CliError, CliResult, Context, Newsletters, exit};
 
 /// Arguments of `briefing status`.
 #[derive(Debug, clap::Args)]
@@ -22,17 +22,50 @@ pub struct StatusArgs {
     json: bool,
 }
 
-/// Runs `briefing status`.
-pub fn run(args: &StatusArgs, config: &Config, clock: &dyn Clock) -> CliResult {
-    let target = args
-        .target
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("issues"));
-    let single = !target.is_dir();
+/// Runs `briefing status`: the named issue or folder, else every
+/// newsletter's issues folder.
+pub fn run(args: &StatusArgs, newsletters: &Newsletters<'_>, clock: &dyn Clock) -> CliResult {
+    if let Some(target) = &args.target {
+        let config = newsletters.for_issue(target);
+        let single = !target.is_dir();
+        let (all, code) = statuses(target, single, config, clock)?;
+        print(&all, single, args.json)?;
+        return Ok(code);
+    }
+    let mut code = exit::OK;
+    let mut listed = Vec::new();
+    for config in newsletters.each() {
+        let (all, c) = statuses(&config.issues_dir(), false, config, clock)?;
+        code = code.max(c);
+        listed.push((config, all));
+    }
+    match listed.as_slice() {
+        [(_, all)] => print(all, false, args.json)?,
+        _ if args.json => print_newsletters_json(&listed)?,
+        _ => {
+            for (config, all) in &listed {
+                println!("newsletter {} ({}):", config.id(), config.newsletter.name);
+                print(all, false, false)?;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// Where each issue under `target` (or the one manifest) stands.
+fn statuses(
+    target: &Path,
+    single: bool,
+    config: &Config,
+    clock: &dyn Clock,
+) -> Result<(Vec<IssueStatus>, u8), CliError> {
     let manifests = if single {
-        vec![target.clone()]
+        vec![target.to_path_buf()]
+    } else if !target.exists() && config.id() != briefing::config::MAIN_ID {
+        // A newsletter without issues yet is no error.
+        Vec::new()
     } else {
-        manifest::find_all(&target)
+        manifest::find_all(target)
             .context(format_args!("cannot list issues in {}", target.display()))?
     };
     let ledger = Ledger::open_existing(&config.ledger_path())?;
@@ -57,14 +90,46 @@ pub fn run(args: &StatusArgs, config: &Config, clock: &dyn Clock) -> CliResult {
             clock.now(),
         )?);
     }
-    if args.json {
-        print_json(&all, single)?;
+    Ok((all, code))
+}
+
+fn print(all: &[IssueStatus], single: bool, json: bool) -> Result<(), CliError> {
+    if json {
+        print_json(all, single)?;
     } else {
-        for s in &all {
+        for s in all {
             print_text(s, single);
         }
     }
-    Ok(code)
+    Ok(())
+}
+
+/// With several newsletters: `{"newsletters": [{"id", "name", "issues"}]}`.
+fn print_newsletters_json(listed: &[(&Config, Vec<IssueStatus>)]) -> Result<(), CliError> {
+    #[derive(serde::Serialize)]
+    struct One<'a> {
+        id: &'a str,
+        name: &'a str,
+        list_id: &'a str,
+        issues: &'a [IssueStatus],
+    }
+    #[derive(serde::Serialize)]
+    struct All<'a> {
+        newsletters: Vec<One<'a>>,
+    }
+    let all = All {
+        newsletters: listed
+            .iter()
+            .map(|(c, issues)| One {
+                id: c.id(),
+                name: &c.newsletter.name,
+                list_id: &c.sender.list_id,
+                issues,
+            })
+            .collect(),
+    };
+    println!("{}", serde_json::to_string_pretty(&all)?);
+    Ok(())
 }
 
 fn print_json(all: &[IssueStatus], single: bool) -> Result<(), CliError> {

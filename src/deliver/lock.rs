@@ -96,13 +96,19 @@ pub fn is_held(dir: &Path, issue: &str) -> bool {
     matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
 }
 
-/// The folder that holds per-issue lock files, next to the ledger.
+/// The folder that holds per-issue lock files, next to the ledger; a
+/// newsletter under `[newsletters]` has its own, as its issues' slugs may
+/// be another's.
 pub fn lock_dir(config: &Config) -> PathBuf {
     let ledger = config.resolve(&config.send.ledger);
-    ledger
+    let dir = ledger
         .parent()
         .map(|p| p.join("locks"))
-        .unwrap_or_else(|| PathBuf::from("locks"))
+        .unwrap_or_else(|| PathBuf::from("locks"));
+    match &config.own_id {
+        Some(id) => dir.join(id),
+        None => dir,
+    }
 }
 
 #[cfg(test)]

@@ -95,7 +95,12 @@ impl Transport {
             if dir.is_empty() {
                 return Err(bad("no folder, expected outbox:DIR".into()));
             }
-            return Ok(Transport::Outbox(config.resolve(Path::new(dir))));
+            let dir = config.resolve(Path::new(dir));
+            // Two newsletters may both have an issue `2025-01-17`.
+            return Ok(Transport::Outbox(match &config.own_id {
+                Some(id) => dir.join(id),
+                None => dir,
+            }));
         }
         if let Some(path) = url.strip_prefix("sendmail:") {
             let path = if path.trim().is_empty() {

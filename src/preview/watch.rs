@@ -199,10 +199,11 @@ fn render_snapshot(
             watched,
         }
     };
-    let config = match Config::load(config_path) {
+    let repository = match Config::load(config_path) {
         Ok(c) => c,
         Err(d) => return failed("the config has errors".to_string(), &d, watched),
     };
+    let config = repository.for_issue(issue).clone();
     watched.templates = normalize(&config.resolve(Path::new("templates")));
     let columns = lists::columns(&config.lists()).ok();
     let checked = match compose::check(issue, &config, now, columns) {
