@@ -17,7 +17,7 @@
 //! | stage | module | what it owns |
 //! |---|---|---|
 //! | foundation | [`clock`] | the only place that reads the time (`BRIEFING_NOW` fixes it) |
-//! | | [`config`] | `config.toml`: publisher, sender, lists, transport, DKIM, serve, archive |
+//! | | [`config`] | `config.toml`: publisher, sender, lists, transport, DKIM, serve, archive; further newsletters laid over it (`config/newsletters.rs`) |
 //! | | [`diagnostic`] | problems with file, line and column, rendered with a caret |
 //! | | [`input`] | reading files: regular files only, size limits, folder boundaries |
 //! | | [`model`] | the validated issue as plain data, and what merge tags fill from |
