@@ -34,7 +34,7 @@ pub fn run(args: &ArchiveArgs, config: &Config) -> CliResult {
         "cannot list issues in {}",
         args.issues.display()
     ))?;
-    let ledger = Ledger::open_existing(&config.ledger_path())?;
+    let ledger = Ledger::open_existing_config(config)?;
     let record = |slug: &str| match &ledger {
         Some(l) => l.send_record(slug, SendKind::Real),
         None => Ok(None),

@@ -3,7 +3,7 @@
 use briefing::audience::token::Keyring;
 use briefing::clock::Clock;
 use briefing::config::Config;
-use briefing::deliver::ledger::Ledger;
+use briefing::deliver::ledger::{Ledger, Location};
 use briefing::unsubscribe::{self, RequestLog, Service, Settings};
 
 use super::output::elog;
@@ -25,11 +25,15 @@ pub fn run(args: ServeArgs, config: &Config, clock: SharedClock) -> CliResult {
             "{e}; `briefing serve` needs the same secret the sends used"
         ))
     })?;
-    let ledger_path = config.ledger_path();
-    let existed = ledger_path.exists();
+    let location = Location::from_config(config)?;
+    let ledger_name = location.display();
+    let existed = match &location {
+        Location::Sqlite(p) => p.exists(),
+        Location::Postgres(_) => true,
+    };
     // A 200 tells the reader they are off the list: that must survive a
     // power cut, not only a crash, so this connection syncs every commit.
-    let ledger = Ledger::open(&ledger_path)?;
+    let ledger = Ledger::open_at(&location)?;
     ledger.sync_every_commit()?;
     if !existed {
         level_log(
@@ -37,7 +41,7 @@ pub fn run(args: ServeArgs, config: &Config, clock: SharedClock) -> CliResult {
             "WARN",
             &format!(
                 "the ledger {} did not exist: no link works until a send records tokens there",
-                ledger_path.display()
+                ledger_name
             ),
         );
     }
@@ -68,8 +72,7 @@ pub fn run(args: ServeArgs, config: &Config, clock: SharedClock) -> CliResult {
             "INFO",
             &format!(
                 "serving unsubscribes for list {} from {} ({previous} previous secret(s) accepted)",
-                config.sender.list_id,
-                ledger_path.display()
+                config.sender.list_id, ledger_name
             ),
         );
         axum::serve(listener, unsubscribe::router(service))
