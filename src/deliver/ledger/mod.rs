@@ -873,6 +873,27 @@ pub enum MigrateError {
     },
 }
 
+/// Rows a dead SQLite run left `sending` are settled as SQLite would: by
+/// their mark only if that run died on this boot, else `uncertain`, since
+/// a power cut may have lost the mark. PostgreSQL then settles by mark.
+fn settle_for_another_host(dump: &mut Dump, boot: Option<&str>) {
+    let trusted: std::collections::HashSet<(String, String)> = dump
+        .sends
+        .iter()
+        .filter(|s| boot.is_some() && s.boot_id.as_deref() == boot)
+        .map(|s| (s.issue.clone(), s.kind.clone()))
+        .collect();
+    for d in &mut dump.deliveries {
+        if d.state == "sending" && !trusted.contains(&(d.issue.clone(), d.kind.clone())) {
+            d.state = "uncertain".into();
+            d.last_reply = Some(
+                "the machine restarted while this message was being sent: it may have been delivered"
+                    .into(),
+            );
+        }
+    }
+}
+
 /// Copies the SQLite ledger at `from` into the empty PostgreSQL ledger
 /// `to` in one transaction, then checks the tables' counts.
 pub fn migrate(from: &Path, to: &PgTarget) -> Result<Migrated, MigrateError> {
@@ -883,7 +904,8 @@ pub fn migrate(from: &Path, to: &PgTarget) -> Result<Migrated, MigrateError> {
     if before.0 > 0 || before.1 > 0 {
         return Err(MigrateError::NotEmpty(to.redacted.clone(), before.0));
     }
-    let dump = source.dump()?;
+    let mut dump = source.dump()?;
+    settle_for_another_host(&mut dump, boot_id().as_deref());
     let counts = source.table_counts()?;
     target.copy_in(&dump)?;
     let after = target.table_counts()?;
