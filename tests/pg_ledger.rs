@@ -305,3 +305,117 @@ fn a_migrated_sqlite_ledger_resumes_its_stopped_send_on_postgresql() {
     assert_one_each(&got["Finished before the move"], &list);
     assert_one_each(&got["Stopped before the move"], &list[..39]);
 }
+
+/// A running `briefing serve` on a free loopback port; killed on drop.
+struct Serve {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Serve {
+    fn start(host: &Host) -> Serve {
+        use std::io::BufRead;
+        let mut child = host
+            .cmd(
+                "2026-01-15T05:10:00Z",
+                &["serve", "--listen", "127.0.0.1:0"],
+            )
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn briefing serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            let _ = tx.send(lines.next());
+            for _ in lines {}
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Some(Ok(line))) if line.starts_with("listening on http://") => {
+                line["listening on http://".len()..].trim().to_string()
+            }
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("briefing serve did not announce its address: {other:?}");
+            }
+        };
+        Serve { child, addr }
+    }
+
+    /// POSTs RFC 8058's one-click body for `token`; the HTTP status.
+    fn one_click(&self, token: &str) -> u16 {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        agent
+            .post(format!("http://{}/unsubscribe/{token}", self.addr))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .send("List-Unsubscribe=One-Click")
+            .expect("HTTP request")
+            .status()
+            .as_u16()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Each recipient's unsubscribe token, from the `List-Unsubscribe` header
+/// of the messages the server got (parsed by mail-parser).
+fn tokens(server: &SmtpServer) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for r in server.received() {
+        let msg = r.parsed();
+        let https = msg
+            .list_unsubscribe()
+            .as_address()
+            .expect("List-Unsubscribe holds URIs")
+            .iter()
+            .filter_map(|a| a.address())
+            .find(|u| u.starts_with("https://"))
+            .expect("an https unsubscribe URI")
+            .to_string();
+        let token = https.rsplit('/').next().unwrap().to_string();
+        out.insert(r.envelope.rcpt_tos[0].to_lowercase(), token);
+    }
+    out
+}
+
+#[test]
+fn endpoints_on_two_hosts_both_unsubscribe_and_the_next_send_honours_them() {
+    let server = SmtpServer::start(ServerOptions::new());
+    let list = emails(10);
+    let ledger = pg_ledger("two_endpoints");
+    let (a, b) = (
+        Host::new(&server.url(), &ledger, &list),
+        Host::new(&server.url(), &ledger, &list),
+    );
+    let first = a.add_issue("first", "First issue");
+    let out = a.run("2026-01-15T05:00:30Z", &["send", &first, "--yes"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    let tokens = tokens(&server);
+    assert_eq!(tokens.len(), 10);
+    // Each host's endpoint, as a load balancer would spread the clicks.
+    let (serve_a, serve_b) = (Serve::start(&a), Serve::start(&b));
+    assert_eq!(serve_a.one_click(&tokens[&list[0]]), 200);
+    assert_eq!(serve_b.one_click(&tokens[&list[1]]), 200);
+    // A repeat on the other host is harmless.
+    assert_eq!(serve_a.one_click(&tokens[&list[1]]), 200);
+
+    let second = b.add_issue("second", "Second issue");
+    let out = b.run("2026-01-15T05:20:00Z", &["send", &second, "--yes"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    let s = b.status("2026-01-15T05:20:00Z", &second);
+    assert_eq!(count_of(&s, "suppressed"), 2, "{s:#}");
+    assert_eq!(count_of(&s, "sent"), 8, "{s:#}");
+    let got = by_subject(&server);
+    assert_one_each(&got["Second issue"], &list[2..]);
+}
