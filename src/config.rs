@@ -201,9 +201,21 @@ pub struct SendConfig {
     /// Addresses never to mail (CSV with an `email` column).
     #[serde(default = "default_suppressed")]
     pub suppressed: PathBuf,
-    /// The send ledger database.
+    /// The send ledger: a SQLite file, or a `postgres://` URL (without
+    /// its password).
     #[serde(default = "default_ledger")]
     pub ledger: PathBuf,
+    /// Variable holding a PostgreSQL ledger's password (default
+    /// `BRIEFING_LEDGER_PASSWORD`, then `PGPASSWORD`).
+    #[serde(default)]
+    pub ledger_password_env: Option<String>,
+    /// File holding a PostgreSQL ledger's password (first line).
+    #[serde(default)]
+    pub ledger_password_file: Option<PathBuf>,
+    /// Schema of a PostgreSQL ledger's tables, e.g. one per newsletter
+    /// sharing a database (created if missing).
+    #[serde(default)]
+    pub ledger_schema: Option<String>,
     /// How long after `send_at` `send --due` still sends, in minutes.
     #[serde(default = "default_late_after")]
     pub late_after_minutes: u64,
@@ -220,6 +232,9 @@ impl Default for SendConfig {
             lists: default_lists(),
             suppressed: default_suppressed(),
             ledger: default_ledger(),
+            ledger_password_env: None,
+            ledger_password_file: None,
+            ledger_schema: None,
             late_after_minutes: default_late_after(),
             give_up_after_hours: default_give_up_after(),
         }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every check and test of briefing: formatting, lints, unit, snapshot,
-# CLI, real-SMTP, DKIM and browser tests. Installs what the tests need on a
+# CLI, real-SMTP, DKIM, PostgreSQL-ledger and browser tests. Installs what the tests need on a
 # fresh Debian machine (needs root for apt, as CI has).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,17 @@ if ! command -v chromium >/dev/null 2>&1 && [ -z "${BRIEFING_SKIP_BROWSER:-}" ];
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   else
     sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+fi
+
+# The PostgreSQL ledger tests start a throwaway cluster of their own
+# (initdb/pg_ctl in a temporary folder); they need the server binaries only.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  echo "== installing PostgreSQL for the ledger tests"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
   fi
 fi
 

@@ -51,7 +51,7 @@ fn build_one(args: &ArchiveArgs, issues: &Path, config: &Config) -> CliResult {
         .unwrap_or_else(|| config.resolve(&config.archive.out));
     let manifests = manifest::find_all(issues)
         .context(format_args!("cannot list issues in {}", issues.display()))?;
-    let ledger = Ledger::open_existing(&config.ledger_path())?;
+    let ledger = Ledger::open_existing_config(config)?;
     let record = |slug: &str| match &ledger {
         Some(l) => l.send_record(slug, SendKind::Real),
         None => Ok(None),

@@ -5,6 +5,7 @@
 mod archive;
 mod check;
 mod error;
+mod ledger;
 mod output;
 mod preview;
 mod send;
@@ -60,6 +61,11 @@ enum Command {
     },
     /// Build the static web archive of published issues.
     Archive(archive::ArchiveArgs),
+    /// Move the ledger: `ledger migrate --from SQLITE --to postgres://…`.
+    Ledger {
+        #[command(subcommand)]
+        command: ledger::LedgerCommand,
+    },
 }
 
 /// The clock every command reads (`BRIEFING_NOW` fixes it).
@@ -83,6 +89,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Serve(args) => serve::run(args, &chosen, clock),
         Command::Suppress { command } => suppress::run(command, chosen.one()?, clock.as_ref()),
         Command::Archive(args) => archive::run(&args, &chosen),
+        Command::Ledger { command } => ledger::run(command, chosen.one()?),
     }
 }
 

@@ -3,7 +3,7 @@
 use briefing::audience::token::Keyring;
 use briefing::clock::Clock;
 use briefing::config::Config;
-use briefing::deliver::ledger::Ledger;
+use briefing::deliver::ledger::{Ledger, Location};
 use briefing::unsubscribe::{self, RequestLog, Service, Settings};
 
 use super::output::elog;
@@ -106,11 +106,15 @@ fn endpoint(config: &Config, listen: String, clock: &SharedClock) -> Result<Endp
             "{e}; `briefing serve` needs the same secret the sends used"
         ))
     })?;
-    let ledger_path = config.ledger_path();
-    let existed = ledger_path.exists();
+    let location = Location::from_config(config)?;
+    let ledger_name = location.display();
+    let existed = match &location {
+        Location::Sqlite(p) => p.exists(),
+        Location::Postgres(_) => true,
+    };
     // A 200 tells the reader they are off the list: that must survive a
     // power cut, not only a crash, so this connection syncs every commit.
-    let ledger = Ledger::open(&ledger_path)?;
+    let ledger = Ledger::open_at(&location)?;
     ledger.sync_every_commit()?;
     if !existed {
         level_log(
@@ -118,7 +122,7 @@ fn endpoint(config: &Config, listen: String, clock: &SharedClock) -> Result<Endp
             "WARN",
             &format!(
                 "the ledger {} did not exist: no link works until a send records tokens there",
-                ledger_path.display()
+                ledger_name
             ),
         );
     }
@@ -139,7 +143,7 @@ fn endpoint(config: &Config, listen: String, clock: &SharedClock) -> Result<Endp
         banner: format!(
             "serving unsubscribes for list {} from {} ({previous} previous secret(s) accepted)",
             config.sender.list_id,
-            ledger_path.display()
+            ledger_name
         ),
     })
 }

@@ -68,7 +68,7 @@ fn statuses(
         manifest::find_all(target)
             .context(format_args!("cannot list issues in {}", target.display()))?
     };
-    let ledger = Ledger::open_existing(&config.ledger_path())?;
+    let ledger = Ledger::open_existing_config(config)?;
     let lock_dir = lock::lock_dir(config);
     let mut all: Vec<IssueStatus> = Vec::new();
     let mut code = exit::OK;

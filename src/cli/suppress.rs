@@ -60,7 +60,7 @@ pub fn run(cmd: SuppressCommand, config: &Config, clock: &dyn Clock) -> CliResul
 }
 
 fn open_ledger(config: &Config) -> Result<Ledger, CliError> {
-    Ok(Ledger::open(&config.ledger_path())?)
+    Ok(Ledger::open_config(config)?)
 }
 
 fn add(email: &str, reason: &str, config: &Config, clock: &dyn Clock) -> CliResult {

@@ -257,7 +257,7 @@ fn open_ledger(job: &SendJob, config: &Config) -> Result<Ledger, SendError> {
         copy_suppressions(config, &l, job.clock.now())?;
         Ok(l)
     } else {
-        Ok(Ledger::open(&config.resolve(&config.send.ledger))?)
+        Ok(Ledger::open_config(config)?)
     }
 }
 
@@ -1085,11 +1085,9 @@ fn copy_suppressions(
     into: &Ledger,
     now: jiff::Timestamp,
 ) -> Result<(), SendError> {
-    let path = config.resolve(&config.send.ledger);
-    if !path.exists() {
+    let Some(real) = Ledger::open_existing_config(config)? else {
         return Ok(());
-    }
-    let real = Ledger::open(&path)?;
+    };
     for s in real.suppressions()? {
         into.suppress(&s.email, &s.reason, &s.source, now)?;
     }

@@ -10,6 +10,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
+use crate::deliver::ledger::postgres::PgConn;
+use crate::deliver::ledger::{LedgerError, PgTarget};
 
 /// Why a lock could not be taken.
 #[derive(Debug, thiserror::Error)]
@@ -35,11 +37,92 @@ pub enum LockError {
 }
 
 /// A held lock; released on drop (or when the process dies).
-#[derive(Debug)]
 pub struct IssueLock {
-    _file: File,
-    /// The lock file's path.
+    _held: Held,
+    /// The lock file's path (for PostgreSQL, the lock's name).
     pub path: PathBuf,
+}
+
+/// What keeps the lock: an open locked file, or the database session that
+/// holds the advisory lock (the server drops it when the session ends,
+/// also when the host dies and its TCP connection times out).
+enum Held {
+    File(#[allow(dead_code)] File),
+    Session(#[allow(dead_code)] PgConn),
+}
+
+impl std::fmt::Debug for IssueLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "IssueLock({})", self.path.display())
+    }
+}
+
+/// Takes the session-level advisory lock for `issue` in PostgreSQL,
+/// without waiting, on a session of its own held until the lock is
+/// dropped. The key is a hash of the schema and the issue, so
+/// newsletters sharing a database never block each other.
+pub fn try_pg_lock(target: &PgTarget, issue: &str, holder: &str) -> Result<IssueLock, LockError> {
+    let name = format!("briefing:{}:{issue}", target.schema_name());
+    let path = PathBuf::from(format!("{} (advisory lock {name})", target.redacted));
+    let io = |e: LedgerError| LockError::Io {
+        path: path.clone(),
+        source: std::io::Error::other(e.to_string()),
+    };
+    let conn = PgConn::connect(target).map_err(io)?;
+    let (key, who) = (name.clone(), holder.to_string());
+    let got = conn
+        .call(move |c| {
+            let got: bool = c
+                .query_one(
+                    "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+                    &[&key],
+                )?
+                .get(0);
+            if got {
+                // Who holds it, for the next run's message.
+                c.execute(
+                    "SELECT set_config('application_name', $1, false)",
+                    &[&truncate(&who)],
+                )?;
+            }
+            Ok(got)
+        })
+        .map_err(io)?;
+    if !got {
+        let key = name.clone();
+        let holder = conn
+            .call(move |c| {
+                let row = c.query_opt(
+                    "SELECT a.application_name || ' (' || COALESCE(host(a.client_addr), 'local') || ')'
+                     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                     WHERE l.locktype = 'advisory' AND l.granted
+                       AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended($1, 0)",
+                    &[&key],
+                )?;
+                Ok(row.map(|r| r.get::<_, String>(0)).unwrap_or_default())
+            })
+            .unwrap_or_default();
+        return Err(LockError::Busy {
+            issue: issue.to_string(),
+            holder,
+        });
+    }
+    Ok(IssueLock {
+        _held: Held::Session(conn),
+        path,
+    })
+}
+
+/// `application_name` keeps 63 bytes.
+fn truncate(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if out.len() + c.len_utf8() > 63 {
+            break;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Takes the lock for `issue` in `dir`, without waiting.
@@ -84,7 +167,10 @@ pub fn try_lock(dir: &Path, issue: &str, holder: &str) -> Result<IssueLock, Lock
     file.set_len(0).map_err(io)?;
     file.seek(SeekFrom::Start(0)).map_err(io)?;
     writeln!(file, "{holder}").map_err(io)?;
-    Ok(IssueLock { _file: file, path })
+    Ok(IssueLock {
+        _held: Held::File(file),
+        path,
+    })
 }
 
 /// True when some process holds the issue's lock (a send is running).

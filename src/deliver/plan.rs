@@ -14,7 +14,7 @@ use crate::compose::{self, CheckedIssue};
 use crate::config::Config;
 use crate::deliver::dkim::{DkimError, Signer};
 use crate::deliver::engine::SendJob;
-use crate::deliver::ledger::SendKind;
+use crate::deliver::ledger::{Location, SendKind};
 use crate::deliver::lock::{self, IssueLock, LockError};
 use crate::deliver::message::{MessageError, PreparedIssue, Sender, VariantMessages};
 use crate::deliver::transport::{Transport, TransportError};
@@ -220,7 +220,17 @@ fn lock_issue(
         SendKind::Real => slug.to_string(),
         SendKind::Test => format!("{slug}.test"),
     };
-    lock::try_lock(&lock::lock_dir(config), &name, &holder).map_err(|e| match e {
+    let location = Location::from_config(config).map_err(|e| {
+        PlanError::Lock(LockError::Io {
+            path: PathBuf::from("send.ledger"),
+            source: std::io::Error::other(e.to_string()),
+        })
+    })?;
+    let taken = match &location {
+        Location::Postgres(t) => lock::try_pg_lock(t, &name, &holder),
+        Location::Sqlite(_) => lock::try_lock(&lock::lock_dir(config), &name, &holder),
+    };
+    taken.map_err(|e| match e {
         LockError::Busy { .. } => PlanError::Busy {
             slug: slug.to_string(),
             source: e,

@@ -354,7 +354,7 @@ pub fn scan_due(dir: &Path, config: &Config, now: Timestamp) -> Result<DueScan, 
         dir: dir.to_path_buf(),
         source,
     })?;
-    let ledger = Ledger::open_existing(&config.ledger_path())?;
+    let ledger = Ledger::open_existing_config(config)?;
     let lock_dir = lock::lock_dir(config);
     let mut scan = DueScan::default();
     let mut due: Vec<(Timestamp, PathBuf)> = Vec::new();

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 pub mod browser;
 pub mod cli;
+pub mod pg;
 
 /// How long `SmtpServer::start` waits for the `READY <port>` line.
 const START_TIMEOUT: Duration = Duration::from_secs(20);

@@ -1,290 +1,25 @@
-//! The send ledger: one row per issue × recipient, in SQLite.
-//!
-//! A row is marked `sending` (committed) before its SMTP transaction starts,
-//! gets an end-of-data mark (`data_at`) just before the message's final `.`
-//! is written, and is marked `sent` after the server's 250. A send killed at
-//! any point can be resumed without mailing anyone twice: rows found
-//! `sending` with the mark are `uncertain` (reported, resent only on
-//! request); rows without it never reached the server's point of delivery
-//! and go back to `pending`.
-//!
-//! The database runs in WAL mode with `synchronous=NORMAL`: every commit
-//! survives the process being killed, since it is in the page cache, marks
-//! included. A power cut (or an OS crash) keeps only what was synced, so
-//! the claim of a row is made durable, by a batched `fdatasync` of the WAL
-//! ([`WalSync`]), before its final `.` may be written; a send resumed after
-//! a reboot (another boot id than the run that died) treats every row left
-//! `sending` as `uncertain`. A delivered message thus never comes back
-//! `pending`, and after a mere kill only rows past their mark are uncertain.
+//! The SQLite backend of the ledger (the default): one file in WAL mode,
+//! made durable against power loss by [`WalSync`].
 
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::{
+    Counts, Deferral, Delivery, DeliveryRow, DeliveryState, Dump, Failure, LedgerError,
+    NewSuppression, Resumed, SendKind, SendRecord, SendRow, SendState, Suppression, boot_id,
+    decode_fields, encode_fields,
+};
 use crate::audience::recipient::{Recipient, address_key};
-pub use crate::audience::suppression::NewSuppression;
 
-/// Why the ledger could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum LedgerError {
-    /// SQLite refused an operation.
-    #[error("ledger {path}: {source}")]
-    Sqlite {
-        /// The database file.
-        path: String,
-        /// What SQLite said.
-        source: rusqlite::Error,
-    },
-    /// The ledger's folder could not be created.
-    #[error("cannot create the ledger folder {}: {source}", path.display())]
-    Folder {
-        /// The folder.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The write-ahead log could not be made durable.
-    #[error("cannot sync the ledger's write-ahead log {}: {source}", path.display())]
-    Sync {
-        /// The `-wal` file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// Recording end-of-data marks failed (the batch's error, for each of
-    /// its messages).
-    #[error("cannot record the end-of-data mark: {0}")]
-    Mark(String),
-}
-
-/// State of one recipient's copy of an issue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DeliveryState {
-    /// Not tried yet, or waiting for a retry.
-    Pending,
-    /// Handed to the server; no answer recorded yet.
-    Sending,
-    /// The server accepted it (250).
-    Sent,
-    /// Refused for good, or out of retries.
-    Failed,
-    /// Its end of data was written but no answer came (a run died, or the
-    /// connection was lost): may or may not have been delivered.
-    Uncertain,
-    /// On the suppression list when its turn came.
-    Suppressed,
-    /// The recipient's server keeps answering 4xx: waiting for its next
-    /// attempt (`next_attempt_at`) in a later run.
-    Deferred,
-}
-
-impl DeliveryState {
-    /// The word stored in the database and shown in status.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Sending => "sending",
-            Self::Sent => "sent",
-            Self::Failed => "failed",
-            Self::Uncertain => "uncertain",
-            Self::Suppressed => "suppressed",
-            Self::Deferred => "deferred",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "deferred" => Self::Deferred,
-            "sending" => Self::Sending,
-            "sent" => Self::Sent,
-            "failed" => Self::Failed,
-            "uncertain" => Self::Uncertain,
-            "suppressed" => Self::Suppressed,
-            _ => Self::Pending,
-        }
-    }
-}
-
-/// Where one send (an issue to its list) stands in the ledger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendState {
-    /// A run is sending it, or died while sending it.
-    Running,
-    /// A run ended before every recipient was done (Ctrl-C, `--limit`, an
-    /// outage); the next run resumes it.
-    Stopped,
-    /// Every recipient is done: sent, failed, suppressed or uncertain.
-    Done,
-}
-
-impl SendState {
-    /// The word stored in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Running => "running",
-            Self::Stopped => "stopped",
-            Self::Done => "done",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "done" => Self::Done,
-            "stopped" => Self::Stopped,
-            _ => Self::Running,
-        }
-    }
-}
-
-/// A real send to the list, or test copies (`--to`), kept apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendKind {
-    /// The real send.
-    Real,
-    /// `[TEST]` copies.
-    Test,
-}
-
-impl SendKind {
-    /// The word stored in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Real => "real",
-            Self::Test => "test",
-        }
-    }
-}
-
-/// A recipient row claimed for sending.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    /// Row id.
-    pub id: i64,
-    /// The recipient with their fields.
-    pub recipient: Recipient,
-    /// Tries so far, including the current one.
-    pub attempts: u32,
-    /// The Message-ID used for this try.
-    pub message_id: String,
-    /// The unsubscribe token recorded for this recipient: the one the
-    /// unsubscribe endpoint looks up, even if the secret rotated since.
-    pub token: String,
-    /// When its first temporary failure was recorded, if it had one: the
-    /// start of its queue lifetime (`send.give_up_after_hours`).
-    pub first_failed_at: Option<Timestamp>,
-}
-
-/// One send's record (per issue and kind).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SendRecord {
-    /// Issue slug.
-    pub issue: String,
-    /// `real` or `test`.
-    pub kind: String,
-    /// Running, stopped or done.
-    pub state: SendState,
-    /// Subject at the time of the send.
-    pub subject: String,
-    /// When the send first started.
-    pub started_at: String,
-    /// When it last finished, if it did.
-    pub finished_at: Option<String>,
-    /// Rows skipped because their address was invalid.
-    pub invalid: u64,
-    /// Rows that repeated an address already on the list.
-    pub duplicates: u64,
-    /// True once every list has been read into the ledger.
-    pub imported: bool,
-}
-
-/// Counts per state for one send.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Waiting.
-    pub pending: u64,
-    /// In flight.
-    pub sending: u64,
-    /// Delivered.
-    pub sent: u64,
-    /// Refused.
-    pub failed: u64,
-    /// Unknown after a crash.
-    pub uncertain: u64,
-    /// Suppressed at send time.
-    pub suppressed: u64,
-    /// Waiting for a later attempt after 4xx replies.
-    pub deferred: u64,
-}
-
-impl Counts {
-    /// Rows in any state.
-    pub fn total(&self) -> u64 {
-        self.pending
-            + self.sending
-            + self.sent
-            + self.failed
-            + self.uncertain
-            + self.suppressed
-            + self.deferred
-    }
-}
-
-/// What [`Ledger::begin`] found left in flight by a run that died.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Resumed {
-    /// Rows whose end of data had been written: now `uncertain`.
-    pub uncertain: u64,
-    /// Rows that never got that far: back to `pending`, the try not counted.
-    pub requeued: u64,
-}
-
-/// A deferred recipient and when it is tried next.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Deferral {
-    /// The address.
-    pub email: String,
-    /// The last 4xx reply.
-    pub reply: String,
-    /// Tries made.
-    pub attempts: u32,
-    /// When a later run tries it again (RFC 3339).
-    pub next_attempt_at: String,
-}
-
-/// A failed recipient and the server's last reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// The address.
-    pub email: String,
-    /// State (`failed` or `uncertain`).
-    pub state: String,
-    /// The last reply or error.
-    pub reply: String,
-    /// Tries made.
-    pub attempts: u32,
-}
-
-/// Why an address is suppressed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Suppression {
-    /// The address as recorded.
-    pub email: String,
-    /// `unsubscribed`, `hard-bounce`, `complaint`, `manual`.
-    pub reason: String,
-    /// Where it came from (`file`, `smtp`, `one-click`, ...).
-    pub source: String,
-    /// When it was recorded.
-    pub created_at: String,
-}
-
-/// An open ledger database.
-pub struct Ledger {
+/// An open SQLite ledger.
+pub struct SqliteLedger {
     conn: Connection,
     path: String,
 }
 
-const SCHEMA: &str = "
+pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sends (
     issue TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -341,7 +76,7 @@ const MIGRATIONS: &[&str] = &[
      UPDATE deliveries SET data_at = COALESCE(updated_at, 'before the upgrade') WHERE state = 'sending';",
 ];
 
-impl Ledger {
+impl SqliteLedger {
     /// Opens (and creates if needed) the ledger at `path`.
     pub fn open(path: &Path) -> Result<Self, LedgerError> {
         if let Some(dir) = path.parent()
@@ -456,7 +191,7 @@ impl Ledger {
     }
 
     /// Why a send's last run stopped before the end (an outage, deferred
-    /// recipients, Ctrl-C, `--limit`), as [`Ledger::finish`] recorded it.
+    /// recipients, Ctrl-C, `--limit`), as [`super::Ledger::finish`] recorded it.
     pub fn stop_reason(&self, issue: &str, kind: SendKind) -> Result<Option<String>, LedgerError> {
         self.conn
             .query_row(
@@ -470,7 +205,7 @@ impl Ledger {
     }
 
     /// Starts (or resumes) a send: creates its record and settles the rows
-    /// a dead run left `sending` (see [`Ledger::begin_on_boot`]), on the
+    /// a dead run left `sending` (see [`super::Ledger::begin_on_boot`]), on the
     /// machine's current boot.
     pub fn begin(
         &self,
@@ -482,7 +217,7 @@ impl Ledger {
         self.begin_on_boot(issue, kind, subject, boot_id().as_deref(), now)
     }
 
-    /// [`Ledger::begin`] on the boot `boot` (`None`: unknown). Rows a dead
+    /// [`super::Ledger::begin`] on the boot `boot` (`None`: unknown). Rows a dead
     /// run left `sending` become `uncertain` when their end-of-data mark is
     /// set, and go back to `pending` (the try not counted) when it is not,
     /// provided that run died on this same boot: then everything it wrote
@@ -807,7 +542,7 @@ impl Ledger {
     /// Records a claimed row's end-of-data mark: its final `.` is about to
     /// be written. A commit at `synchronous=NORMAL`, so quick, and durable
     /// against a kill, which is all a mark needs: after a reboot the claim
-    /// decides (see [`Ledger::begin_on_boot`]).
+    /// decides (see [`super::Ledger::begin_on_boot`]).
     pub fn mark_data(&self, id: i64, now: Timestamp) -> Result<(), LedgerError> {
         // Cached, like the claim and the answer: three commits a message.
         self.conn
@@ -1235,15 +970,6 @@ impl WalSync {
     }
 }
 
-/// This boot of the machine (Linux: `/proc/sys/kernel/random/boot_id`),
-/// `None` where it cannot be told, which resumes as after a reboot.
-pub fn boot_id() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-}
-
 /// A `suppressions` row selected as `email, reason, source, created_at`.
 fn suppression_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Suppression> {
     Ok(Suppression {
@@ -1254,327 +980,89 @@ fn suppression_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Suppression> {
     })
 }
 
-// Extra CSV columns are stored as `key=value` lines with `\` escapes, so a
-// resumed send personalises exactly as the first run did.
-fn encode_fields(fields: &[(String, String)]) -> String {
-    let mut out = String::new();
-    for (k, v) in fields {
-        for (s, sep) in [(k, '='), (v, '\n')] {
-            for c in s.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '\n' => out.push_str("\\n"),
-                    '=' => out.push_str("\\e"),
-                    c => out.push(c),
-                }
-            }
-            out.push(sep);
-        }
-    }
-    out
-}
-
-fn decode_fields(s: &str) -> Vec<(String, String)> {
-    fn unescape(s: &str) -> String {
-        let mut out = String::new();
-        let mut chars = s.chars();
-        while let Some(c) = chars.next() {
-            if c == '\\' {
-                match chars.next() {
-                    Some('n') => out.push('\n'),
-                    Some('e') => out.push('='),
-                    Some(other) => out.push(other),
-                    None => {}
-                }
-            } else {
-                out.push(c);
-            }
-        }
-        out
-    }
-    s.lines()
-        .filter_map(|line| line.split_once('='))
-        .map(|(k, v)| (unescape(k), unescape(v)))
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn now() -> Timestamp {
-        "2025-01-17T05:00:00Z".parse().unwrap()
-    }
-
-    /// An in-memory ledger with a started real send of issue `i` to these
-    /// (address, token) pairs.
-    fn ledger_with(people: &[(&str, &str)]) -> Ledger {
-        let mut l = Ledger::in_memory().unwrap();
-        l.begin_on_boot("i", SendKind::Real, "S", Some("boot-1"), now())
-            .unwrap();
-        l.import("i", SendKind::Real, |add| {
-            for (email, token) in people {
-                add(&Recipient::new(*email, ""), token)?;
-            }
-            Ok((0, 0))
-        })
-        .unwrap();
-        l
-    }
-
-    #[test]
-    fn fields_survive_the_round_trip() {
-        let f = vec![
-            ("company".to_string(), "A=B\\C\nD".to_string()),
-            ("x".into(), String::new()),
-        ];
-        assert_eq!(decode_fields(&encode_fields(&f)), f);
-    }
-
-    #[test]
-    fn a_crash_before_the_end_of_data_requeues_the_row() {
-        let mut l = Ledger::in_memory().unwrap();
-        l.begin_on_boot("i", SendKind::Real, "S", Some("boot-1"), now())
-            .unwrap();
-        l.import("i", SendKind::Real, |add| {
-            assert!(add(&Recipient::new("a@example.org", "A"), "t1")?);
-            assert!(!add(&Recipient::new("A@Example.org", "A"), "t1")?);
-            assert!(add(&Recipient::new("b@example.org", "B"), "t2")?);
-            Ok((0, 1))
-        })
-        .unwrap();
-        let d = l
-            .claim_next("i", SendKind::Real, || "<m1@x>".into(), now())
-            .unwrap()
-            .unwrap();
-        assert_eq!(d.recipient.email, "a@example.org");
-        // The process dies here; the next run begins again.
-        assert_eq!(
-            l.begin_on_boot("i", SendKind::Real, "S", Some("boot-1"), now())
-                .unwrap(),
-            Resumed {
-                uncertain: 0,
-                requeued: 1
-            }
-        );
-        let c = l.counts("i", SendKind::Real).unwrap();
-        assert_eq!((c.uncertain, c.pending), (0, 2));
-        let again = l
-            .claim_next("i", SendKind::Real, || "<m2@x>".into(), now())
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (again.recipient.email.as_str(), again.attempts),
-            ("a@example.org", 1)
-        );
-        let d2 = l
-            .claim_next("i", SendKind::Real, || "<m2@x>".into(), now())
-            .unwrap()
-            .unwrap();
-        assert_eq!(d2.recipient.email, "b@example.org");
-        assert!(
-            l.claim_next("i", SendKind::Real, || "<m3@x>".into(), now())
-                .unwrap()
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn a_crash_after_the_end_of_data_mark_leaves_the_row_uncertain() {
-        let l = ledger_with(&[("a@example.org", "t"), ("b@example.org", "t")]);
-        let a = l
-            .claim_next("i", SendKind::Real, || "<m1@x>".into(), now())
-            .unwrap()
-            .unwrap();
-        l.claim_next("i", SendKind::Real, || "<m2@x>".into(), now())
-            .unwrap()
-            .unwrap();
-        l.mark_data(a.id, now()).unwrap();
-        let r = l
-            .begin_on_boot("i", SendKind::Real, "S", Some("boot-1"), now())
-            .unwrap();
-        assert_eq!(
-            r,
-            Resumed {
-                uncertain: 1,
-                requeued: 1
-            }
-        );
-        let f = l.failures("i", SendKind::Real, 10).unwrap();
-        assert_eq!(f.len(), 1);
-        assert_eq!(
-            (f[0].email.as_str(), f[0].state.as_str()),
-            ("a@example.org", "uncertain")
-        );
-        // The requeued row is fresh again: its try did not count.
-        let b = l
-            .claim_next("i", SendKind::Real, || "<m3@x>".into(), now())
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (b.recipient.email.as_str(), b.attempts),
-            ("b@example.org", 1)
-        );
-    }
-
-    #[test]
-    fn after_a_reboot_every_row_left_sending_is_uncertain() {
-        let l = ledger_with(&[("a@example.org", "t"), ("b@example.org", "t")]);
-        for mid in ["<m1@x>", "<m2@x>"] {
-            l.claim_next("i", SendKind::Real, || mid.into(), now())
-                .unwrap()
-                .unwrap();
-        }
-        // A power cut may have lost marks that a kill would have kept.
-        let r = l
-            .begin_on_boot("i", SendKind::Real, "S", Some("boot-2"), now())
-            .unwrap();
-        assert_eq!(
-            r,
-            Resumed {
-                uncertain: 2,
-                requeued: 0
-            }
-        );
-    }
-
-    #[test]
-    fn an_old_ledger_is_migrated_and_its_in_flight_rows_stay_uncertain() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("old.sqlite");
-        {
-            let c = Connection::open(&path).unwrap();
-            c.execute_batch(SCHEMA).unwrap();
-            c.execute_batch(
-                "INSERT INTO sends (issue, kind, state, subject, started_at) VALUES ('i', 'real', 'running', 'S', 'x');
-                 INSERT INTO deliveries (issue, kind, email_key, email, name, fields, state, attempts, updated_at)
-                 VALUES ('i', 'real', 'a@example.org', 'a@example.org', '', '', 'sending', 1, '2025-01-01T00:00:00Z'),
-                        ('i', 'real', 'b@example.org', 'b@example.org', '', '', 'failed', 5,  NULL);
-                 UPDATE deliveries SET last_reply = 'gave up after 5 tries: cannot connect to 127.0.0.1:25: Connection refused (os error 111)'
-                 WHERE email = 'b@example.org';",
+impl SqliteLedger {
+    /// Rows per table (sends, deliveries, suppressions).
+    pub fn table_counts(&self) -> Result<(u64, u64, u64), LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM sends), (SELECT COUNT(*) FROM deliveries), (SELECT COUNT(*) FROM suppressions)",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?.unsigned_abs(),
+                        r.get::<_, i64>(1)?.unsigned_abs(),
+                        r.get::<_, i64>(2)?.unsigned_abs(),
+                    ))
+                },
             )
-            .unwrap();
-        }
-        let l = Ledger::open(&path).unwrap();
-        assert!(l.send_record("i", SendKind::Real).unwrap().is_some());
-        let r = l
-            .begin_on_boot("i", SendKind::Real, "S", Some("boot-1"), now())
-            .unwrap();
-        assert_eq!(
-            r.uncertain, 1,
-            "an old in-flight row may have been delivered"
-        );
-        assert_eq!(l.requeue_failed("i", SendKind::Real).unwrap(), 1);
-        drop(l);
-        // Opening again does not migrate twice.
-        let l = Ledger::open(&path).unwrap();
-        assert_eq!(l.counts("i", SendKind::Real).unwrap().pending, 1);
+            .map_err(|e| self.err(e))
     }
 
-    #[test]
-    fn retry_failed_requeues_everything_but_5xx_refusals() {
-        let l = ledger_with(&[("a@x.org", "t"), ("b@x.org", "t"), ("c@x.org", "t")]);
-        let replies = [
-            "550 5.1.1 <a@x.org>: Recipient address rejected: User unknown",
-            "gave up after 72 h of temporary failures: 451 4.3.0 Try again later",
-            "cannot connect to 127.0.0.1:2525: Connection refused (os error 111)",
-        ];
-        for r in replies {
-            let d = l
-                .claim_next("i", SendKind::Real, || "<m@x>".into(), now())
-                .unwrap()
-                .unwrap();
-            l.set_state(d.id, DeliveryState::Failed, Some(r), now())
-                .unwrap();
-        }
-        assert_eq!(l.requeue_failed("i", SendKind::Real).unwrap(), 2);
-        let c = l.counts("i", SendKind::Real).unwrap();
-        assert_eq!((c.failed, c.pending), (1, 2));
-    }
-
-    #[test]
-    fn deferred_rows_wake_when_their_next_attempt_comes() {
-        let l = ledger_with(&[("a@x.org", "t")]);
-        let d = l
-            .claim_next("i", SendKind::Real, || "<m@x>".into(), now())
-            .unwrap()
-            .unwrap();
-        let later: Timestamp = "2025-01-17T05:05:00Z".parse().unwrap();
-        l.defer(d.id, "451 4.3.0 Try again later", later, now())
-            .unwrap();
-        assert_eq!(l.counts("i", SendKind::Real).unwrap().deferred, 1);
-        assert_eq!(
-            l.next_attempt("i", SendKind::Real).unwrap().as_deref(),
-            Some("2025-01-17T05:05:00Z")
-        );
-        assert_eq!(l.wake_deferred("i", SendKind::Real, now()).unwrap(), 0);
-        assert_eq!(l.wake_deferred("i", SendKind::Real, later).unwrap(), 1);
-        assert_eq!(l.retry_ids("i", SendKind::Real).unwrap(), vec![d.id]);
-        let again = l.claim_retry(d.id, "<n@x>".into(), later).unwrap().unwrap();
-        assert_eq!(again.first_failed_at, Some(now()));
-        assert_eq!(again.message_id, "<m@x>");
-    }
-
-    #[test]
-    fn suppressed_addresses_are_skipped_at_claim_time() {
-        let l = ledger_with(&[("a@example.org", "t"), ("b@example.org", "t")]);
-        l.suppress("A@example.org", "unsubscribed", "test", now())
-            .unwrap();
-        let d = l
-            .claim_next("i", SendKind::Real, || "<m@x>".into(), now())
-            .unwrap()
-            .unwrap();
-        assert_eq!(d.recipient.email, "b@example.org");
-        assert_eq!(l.counts("i", SendKind::Real).unwrap().suppressed, 1);
-    }
-
-    #[test]
-    fn tokens_find_their_address_and_resubscribing_keeps_bounces() {
-        let l = ledger_with(&[("a@example.org", "tok-a"), ("b@example.org", "tok-b")]);
-        assert_eq!(
-            l.email_for_token("tok-b").unwrap().as_deref(),
-            Some("b@example.org")
-        );
-        assert_eq!(l.email_for_token("tok-c").unwrap(), None);
-
-        l.suppress("a@example.org", "unsubscribed", "one-click", now())
-            .unwrap();
-        l.suppress("b@example.org", "hard-bounce", "smtp", now())
-            .unwrap();
-        assert!(!l.unsuppress_if("b@example.org", "unsubscribed").unwrap());
-        assert!(l.suppression("b@example.org").unwrap().is_some());
-        assert!(l.unsuppress_if("A@Example.org", "unsubscribed").unwrap());
-        assert!(l.suppression("a@example.org").unwrap().is_none());
-    }
-
-    #[test]
-    fn suppress_all_keeps_first_reasons_and_counts_new_rows() {
-        let mut l = Ledger::in_memory().unwrap();
-        l.suppress("a@example.org", "complaint", "smtp", now())
-            .unwrap();
-        let when: Timestamp = "2024-12-01T00:00:00Z".parse().unwrap();
-        let item = |email: &str| NewSuppression {
-            email: email.into(),
-            reason: "hard-bounce".into(),
-            source: "import".into(),
-            created_at: when,
+    /// Every row as stored, for a migration (read in one transaction, so
+    /// the three tables agree).
+    pub fn dump(&self) -> Result<Dump, LedgerError> {
+        let run = || -> rusqlite::Result<Dump> {
+            let tx = self.conn.unchecked_transaction()?;
+            let mut out = Dump::default();
+            let mut s = tx.prepare(
+                "SELECT issue, kind, state, subject, started_at, finished_at, invalid, duplicates, imported,
+                        stop_reason, boot_id FROM sends ORDER BY started_at",
+            )?;
+            out.sends = s
+                .query_map([], |r| {
+                    Ok(SendRow {
+                        issue: r.get(0)?,
+                        kind: r.get(1)?,
+                        state: r.get(2)?,
+                        subject: r.get(3)?,
+                        started_at: r.get(4)?,
+                        finished_at: r.get(5)?,
+                        invalid: r.get(6)?,
+                        duplicates: r.get(7)?,
+                        imported: r.get::<_, i64>(8)? != 0,
+                        stop_reason: r.get(9)?,
+                        boot_id: r.get(10)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            let mut d = tx.prepare(
+                "SELECT id, issue, kind, email_key, email, name, fields, state, attempts, last_reply, message_id,
+                        token, updated_at, sent_at, data_at, next_attempt_at, first_failed_at
+                 FROM deliveries ORDER BY id",
+            )?;
+            out.deliveries = d.query_map([], delivery_row)?.collect::<Result<_, _>>()?;
+            let mut p = tx.prepare(
+                "SELECT email, reason, source, created_at FROM suppressions ORDER BY created_at, email_key",
+            )?;
+            out.suppressions = p
+                .query_map([], suppression_row)?
+                .collect::<Result<_, _>>()?;
+            drop((s, d, p));
+            tx.commit()?;
+            Ok(out)
         };
-        let n = l
-            .suppress_all(&[
-                item("A@example.org"),
-                item("c@example.org"),
-                item("c@example.org"),
-            ])
-            .unwrap();
-        assert_eq!(n, 1);
-        assert_eq!(
-            l.suppression("a@example.org").unwrap().unwrap().reason,
-            "complaint"
-        );
-        let c = l.suppression("c@example.org").unwrap().unwrap();
-        assert_eq!(
-            (c.reason.as_str(), c.created_at.as_str()),
-            ("hard-bounce", "2024-12-01T00:00:00Z")
-        );
+        run().map_err(|e| self.err(e))
     }
+}
+
+fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRow> {
+    Ok(DeliveryRow {
+        id: r.get(0)?,
+        issue: r.get(1)?,
+        kind: r.get(2)?,
+        email_key: r.get(3)?,
+        email: r.get(4)?,
+        name: r.get(5)?,
+        fields: r.get(6)?,
+        state: r.get(7)?,
+        attempts: r.get(8)?,
+        last_reply: r.get(9)?,
+        message_id: r.get(10)?,
+        token: r.get(11)?,
+        updated_at: r.get(12)?,
+        sent_at: r.get(13)?,
+        data_at: r.get(14)?,
+        next_attempt_at: r.get(15)?,
+        first_failed_at: r.get(16)?,
+    })
 }
