@@ -785,6 +785,15 @@ impl Ledger {
         each!(self, l => l.issues())
     }
 
+    /// Whether a run holds the issue's PostgreSQL advisory lock; `None`
+    /// for SQLite, whose lock is a file (see [`crate::deliver::lock`]).
+    pub fn lock_held(&self, issue: &str) -> Result<Option<bool>, LedgerError> {
+        match &self.0 {
+            Backend::Sqlite(_) => Ok(None),
+            Backend::Postgres(l) => l.lock_held(issue).map(Some),
+        }
+    }
+
     /// Rows per table (sends, deliveries, suppressions), to check a
     /// migration.
     pub fn table_counts(&self) -> Result<(u64, u64, u64), LedgerError> {
