@@ -1105,6 +1105,25 @@ mod tests {
         assert_eq!(l.counts("i", SendKind::Real).unwrap().pending, 1);
     }
 
+    #[test]
+    fn a_password_never_comes_from_the_url_nor_shows_in_errors() {
+        let url = pg::cluster().url();
+        let with_password = url.replace("briefing@", "briefing:hunter2@");
+        let e = PgTarget::parse(&with_password, None, None).err().unwrap();
+        assert!(
+            e.contains("ledger_password_env") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let wrong = PgTarget::parse(&url, Some("not-the-password".into()), None).unwrap();
+        let e = Ledger::open_at(&Location::Postgres(Box::new(wrong)))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains(&url), "the error names the database: {e}");
+        assert!(!e.contains("not-the-password"), "{e}");
+        assert!(e.contains("password authentication failed"), "{e}");
+    }
+
     on_both! {
     fn a_crash_before_the_end_of_data_requeues_the_row(db) {
         let mut l = fresh(db);
