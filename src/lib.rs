@@ -39,8 +39,8 @@
 //! | | [`deliver::message`] | each recipient's MIME message from the issue encoded once |
 //! | | [`deliver::dkim`] | DKIM signatures (RSA via aws-lc-rs, Ed25519) |
 //! | | [`deliver::transport`] | outbox folder, SMTP (STARTTLS, implicit TLS), sendmail |
-//! | | [`deliver::ledger`] | SQLite: sends, deliveries, suppressions, tokens; exactly-once |
-//! | | [`deliver::lock`] | one OS file lock per issue |
+//! | | [`deliver::ledger`] | SQLite or PostgreSQL: sends, deliveries, suppressions, tokens; exactly-once |
+//! | | [`deliver::lock`] | one lock per issue: an OS file lock, or a PostgreSQL advisory lock |
 //! | | [`deliver::schedule`] | where each issue stands, and what `send --due` sends |
 //! | publishing | [`preview`] | previews on disk, and the live preview ([`preview::watch`]) |
 //! | | [`archive`] | the static web archive and its Atom feed |

@@ -211,6 +211,13 @@ fn a_host_killed_halfway_is_finished_by_the_other_without_duplicates() {
         during.stdout.contains("being sent by another"),
         "host B must see the issue busy while A sends:\n{during}"
     );
+    // By hand it exits 3 and names the holder (pid and host of A).
+    let by_hand = b.run(tick1, &["send", &manifest, "--yes"]);
+    assert_eq!(by_hand.code, Some(3), "{by_hand}");
+    assert!(by_hand.all().contains("(pid "), "{by_hand}");
+    // And either host's status sees who is sending.
+    let s = b.status(tick1, &manifest);
+    assert_eq!(s["state"], "sending", "{s:#}");
     let killed = run.kill();
     assert_eq!(killed.code, None, "A must have been killed:\n{killed}");
     let at_kill = stored_count(&server);

@@ -10,7 +10,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
-use crate::deliver::ledger::postgres::PgConn;
+use crate::deliver::ledger::postgres::{PgConn, lock_name};
 use crate::deliver::ledger::{LedgerError, PgTarget};
 
 /// Why a lock could not be taken.
@@ -62,7 +62,7 @@ impl std::fmt::Debug for IssueLock {
 /// dropped. The key is a hash of the schema and the issue, so
 /// newsletters sharing a database never block each other.
 pub fn try_pg_lock(target: &PgTarget, issue: &str, holder: &str) -> Result<IssueLock, LockError> {
-    let name = format!("briefing:{}:{issue}", target.schema_name());
+    let name = lock_name(target.schema_name(), issue);
     let path = PathBuf::from(format!("{} (advisory lock {name})", target.redacted));
     let io = |e: LedgerError| LockError::Io {
         path: path.clone(),
@@ -95,7 +95,7 @@ pub fn try_pg_lock(target: &PgTarget, issue: &str, holder: &str) -> Result<Issue
                 let row = c.query_opt(
                     "SELECT a.application_name || ' (' || COALESCE(host(a.client_addr), 'local') || ')'
                      FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                     WHERE l.locktype = 'advisory' AND l.granted
+                     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
                        AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended($1, 0)",
                     &[&key],
                 )?;

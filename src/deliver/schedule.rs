@@ -257,7 +257,11 @@ pub fn status(
         next_attempt_at,
         rate,
     } = send_facts(issue, ledger)?;
-    let locked = lock::is_held(lock_dir, &issue.slug);
+    // A PostgreSQL ledger's lock is an advisory lock any host may hold.
+    let locked = match ledger.map(|l| l.lock_held(&issue.slug)).transpose()? {
+        Some(Some(held)) => held,
+        _ => lock::is_held(lock_dir, &issue.slug),
+    };
     let late_window = SignedDuration::from_mins(config.send.late_after_minutes as i64);
     let state = match &record {
         Some(_) if locked => IssueState::Sending,

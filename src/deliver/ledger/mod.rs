@@ -785,6 +785,15 @@ impl Ledger {
         each!(self, l => l.issues())
     }
 
+    /// Whether a run holds the issue's PostgreSQL advisory lock; `None`
+    /// for SQLite, whose lock is a file (see [`crate::deliver::lock`]).
+    pub fn lock_held(&self, issue: &str) -> Result<Option<bool>, LedgerError> {
+        match &self.0 {
+            Backend::Sqlite(_) => Ok(None),
+            Backend::Postgres(l) => l.lock_held(issue).map(Some),
+        }
+    }
+
     /// Rows per table (sends, deliveries, suppressions), to check a
     /// migration.
     pub fn table_counts(&self) -> Result<(u64, u64, u64), LedgerError> {
@@ -1094,6 +1103,25 @@ mod tests {
         // Opening again does not migrate twice.
         let l = Ledger::open(&path).unwrap();
         assert_eq!(l.counts("i", SendKind::Real).unwrap().pending, 1);
+    }
+
+    #[test]
+    fn a_password_never_comes_from_the_url_nor_shows_in_errors() {
+        let url = pg::cluster().url();
+        let with_password = url.replace("briefing@", "briefing:hunter2@");
+        let e = PgTarget::parse(&with_password, None, None).err().unwrap();
+        assert!(
+            e.contains("ledger_password_env") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let wrong = PgTarget::parse(&url, Some("not-the-password".into()), None).unwrap();
+        let e = Ledger::open_at(&Location::Postgres(Box::new(wrong)))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains(&url), "the error names the database: {e}");
+        assert!(!e.contains("not-the-password"), "{e}");
+        assert!(e.contains("password authentication failed"), "{e}");
     }
 
     on_both! {

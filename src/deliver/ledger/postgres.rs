@@ -180,7 +180,20 @@ CREATE TABLE IF NOT EXISTS suppressions (
 pub struct PgLedger {
     conn: PgConn,
     run_id: String,
+    schema: String,
 }
+
+/// The name whose hash keys an issue's advisory lock: the schema is part
+/// of it, so newsletters sharing a database never block each other.
+pub fn lock_name(schema: &str, issue: &str) -> String {
+    format!("briefing:{schema}:{issue}")
+}
+
+/// True when some session holds the advisory lock named `name` (a
+/// bigint key shows in `pg_locks` as its two 32-bit halves).
+pub const LOCK_HELD: &str =
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+   AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($1, 0))";
 
 fn count(n: i64) -> u64 {
     n.unsigned_abs()
@@ -203,7 +216,11 @@ impl PgLedger {
             tx.commit()
         })?;
         let run_id = format!("{:016x}", rand::random::<u64>());
-        Ok(Self { conn, run_id })
+        Ok(Self {
+            conn,
+            run_id,
+            schema: target.schema_name().to_string(),
+        })
     }
 
     /// Runs one statement with text parameters; returns the rows changed.
@@ -803,6 +820,14 @@ impl PgLedger {
             }
         }
         Ok(out)
+    }
+
+    /// Whether a run on any host holds the issue's lock (`name`: the
+    /// issue's lock name without the schema).
+    pub fn lock_held(&self, name: &str) -> Result<bool, LedgerError> {
+        let key = lock_name(&self.schema, name);
+        self.conn
+            .call(move |c| c.query_one(LOCK_HELD, &[&key]).map(|r| r.get(0)))
     }
 
     /// Copies deliveries and sends as they are, for `ledger migrate`: ids
