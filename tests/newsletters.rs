@@ -463,3 +463,23 @@ fn an_unknown_newsletter_names_the_ones_there_are() {
     assert_eq!(out.code, Some(2), "{out}");
     assert!(out.stderr.contains("--newsletter main|europe"), "{out}");
 }
+
+#[test]
+fn on_a_postgresql_ledger_each_newsletter_gets_its_own_schema() {
+    let repo_ = Repository::new(&["ana@example.org"], &["ben@example.org"], "outbox:outbox");
+    let text = fs::read_to_string(&repo_.config).unwrap();
+    let text = text.replace(
+        &format!(
+            "ledger = {}",
+            toml_path(&repo_.root().join("state/briefing.sqlite"))
+        ),
+        "ledger = \"postgres://briefing@db.example.org/briefing\"",
+    );
+    assert!(text.contains("postgres://"), "the ledger line moved");
+    let config = briefing::config::Config::parse(&text, "config.toml", repo_.root())
+        .unwrap_or_else(|d| panic!("{}", d.render()));
+    let europe = config.by_id("europe").expect("europe");
+    assert_eq!(europe.send.ledger, config.send.ledger);
+    assert_eq!(europe.send.ledger_schema.as_deref(), Some("europe"));
+    assert_eq!(config.send.ledger_schema, None);
+}

@@ -142,8 +142,7 @@ fn endpoint(config: &Config, listen: String, clock: &SharedClock) -> Result<Endp
         service,
         banner: format!(
             "serving unsubscribes for list {} from {} ({previous} previous secret(s) accepted)",
-            config.sender.list_id,
-            ledger_name
+            config.sender.list_id, ledger_name
         ),
     })
 }

@@ -162,12 +162,21 @@ fn overlay(base: &mut toml::Table, own: toml::Table) {
 }
 
 /// A newsletter's own ledger, archive and issues folder unless its file
-/// names them: shared, they would share unsubscribes and pages.
+/// names them: shared, they would share unsubscribes and pages. On a
+/// PostgreSQL ledger "its own" is a schema named after it in the same
+/// database.
 fn defaults(merged: &mut toml::Table, own: &toml::Table, id: &str) {
-    let owned = [
-        ("send", "ledger", format!("state/{id}.sqlite")),
-        ("archive", "out", format!("site/{id}")),
-    ];
+    let on_postgres = lookup(merged, "send.ledger")
+        .and_then(toml::Value::as_str)
+        .is_some_and(|l| l.starts_with("postgres://") || l.starts_with("postgresql://"));
+    let mut owned = vec![("archive", "out", format!("site/{id}"))];
+    if lookup(own, "send.ledger").is_none() {
+        if on_postgres {
+            owned.push(("send", "ledger_schema", id.replace('-', "_")));
+        } else {
+            owned.push(("send", "ledger", format!("state/{id}.sqlite")));
+        }
+    }
     for (table, key, value) in owned {
         if lookup(own, &format!("{table}.{key}")).is_some() {
             continue;
@@ -311,7 +320,8 @@ fn check_distinct(root: &Config, out: &mut Diagnostics) {
                 .to_string()
         }),
         ("send.ledger", |c| {
-            c.ledger_path().to_string_lossy().into_owned()
+            let schema = c.send.ledger_schema.as_deref().unwrap_or("");
+            format!("{} {schema}", c.ledger_path().display())
         }),
         ("archive.out", |c| {
             c.resolve(&c.archive.out).to_string_lossy().into_owned()
