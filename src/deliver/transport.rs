@@ -639,7 +639,10 @@ where
 }
 
 /// MAIL, each RCPT and DATA, each waiting for its reply.
-async fn stepwise_envelope(c: &mut AsyncSmtpConnection, envelope: &Envelope) -> Result<(), TxError> {
+async fn stepwise_envelope(
+    c: &mut AsyncSmtpConnection,
+    envelope: &Envelope,
+) -> Result<(), TxError> {
     use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
     c.command(Mail::new(envelope.from().cloned(), Vec::new()))
         .await
@@ -1090,10 +1093,7 @@ mod tests {
             dot_stuff(t, &mut out);
             out
         };
-        assert_eq!(
-            stuffed("a\r\n.b\r\n..c\r\n"),
-            "a\r\n..b\r\n...c\r\n.\r\n"
-        );
+        assert_eq!(stuffed("a\r\n.b\r\n..c\r\n"), "a\r\n..b\r\n...c\r\n.\r\n");
         assert_eq!(stuffed(".x"), "..x\r\n.\r\n");
         assert_eq!(stuffed(".\r\n.\r\n"), "..\r\n..\r\n.\r\n");
         assert_eq!(stuffed(""), "\r\n.\r\n");
