@@ -1152,7 +1152,7 @@ mod tests {
                 };
                 body.extend_from_slice(piece);
             }
-            if seed % 3 > 0 {
+            if !seed.is_multiple_of(3) {
                 body.extend_from_slice(b"\r\n\r\n");
             }
             shortcut += usize::from(canonical_prefix(&body).is_some());
