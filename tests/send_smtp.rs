@@ -930,6 +930,32 @@ fn tempfails_are_retried_and_unknown_users_fail_and_are_suppressed_for_later_iss
     );
 }
 
+/// The test server advertises PIPELINING, so every other send here
+/// pipelines MAIL, RCPT and DATA; a server without it gets one command at
+/// a time, and refusals still land on the right recipient.
+#[test]
+fn a_server_without_pipelining_gets_one_command_at_a_time_and_the_same_result() {
+    let reject: Vec<String> = (0..3).map(|i| email(i * 7 + 2)).collect();
+    let server = SmtpServer::start(ServerOptions::new().no_pipelining().reject(reject.clone()));
+    let fx = Fixture::new(&server.url(), 2, 3, "");
+    fx.write_list(&simple_list(24));
+
+    let out = fx.send(&[]);
+    assert_eq!(out.code, Some(1), "three rejected: expected exit 1\n{out}");
+    let counts = per_rcpt(&server.received());
+    assert!(repeated(&counts).is_empty(), "{:?}", repeated(&counts));
+    assert_eq!(counts.len(), 21, "{counts:?}");
+    for r in &reject {
+        assert!(!counts.contains_key(r), "{r} was stored although rejected");
+    }
+    let st = fx.status(ISSUE);
+    assert_eq!(
+        (count_of(&st, "sent"), count_of(&st, "failed")),
+        (21, 3),
+        "{st:#}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 5. Connections reset after DATA: the client cannot know whether the
 // server kept the message, so (issue 10) the row is uncertain, never

@@ -509,6 +509,47 @@ fn select_fields<'m>(fields: &[Field<'m>]) -> Result<(Vec<Field<'m>>, Vec<String
 /// lines at the end of the body as empty lines, against the RFC and
 /// dkimpy, whose verification then fails with "body hash mismatch".
 fn relaxed_body_hash(body: &[u8]) -> sha2::digest::Output<sha2::Sha256> {
+    match canonical_prefix(body) {
+        Some(canonical) => sha2::Sha256::digest(canonical),
+        None => relaxed_body_hash_by_line(body),
+    }
+}
+
+/// `body` without its trailing empty lines, when that is already its
+/// relaxed canonical form: CRLF line ends only, no tabs, no runs of
+/// spaces, no space before a line end, and a final CRLF.
+///
+/// A quoted-printable body nearly always is (its encoder leaves no
+/// trailing spaces), and five SIMD passes over the whole body cost a
+/// fraction of looking at each of its ~1,500 lines.
+fn canonical_prefix(body: &[u8]) -> Option<&[u8]> {
+    use memchr::memmem;
+    if !body.ends_with(b"\r\n")
+        || memchr::memchr(b'\t', body).is_some()
+        || memmem::find(body, b"  ").is_some()
+        || memmem::find(body, b" \r").is_some()
+    {
+        return None;
+    }
+    let crlf = memmem::find_iter(body, b"\r\n").count();
+    if memchr::memchr_iter(b'\n', body).count() != crlf
+        || memchr::memchr_iter(b'\r', body).count() != crlf
+    {
+        return None;
+    }
+    let mut end = body.len();
+    while end >= 4 && &body[end - 4..end] == b"\r\n\r\n" {
+        end -= 2;
+    }
+    // A body of empty lines only is empty.
+    if end == 2 {
+        end = 0;
+    }
+    Some(&body[..end])
+}
+
+/// [`relaxed_body_hash`] for a body that needs rewriting, line by line.
+fn relaxed_body_hash_by_line(body: &[u8]) -> sha2::digest::Output<sha2::Sha256> {
     // Most lines of a quoted-printable body are already canonical (CRLF, no
     // tabs, no runs of spaces, nothing trailing): such runs of lines are
     // hashed straight from the message, and only the others are rewritten.
@@ -1086,6 +1127,46 @@ mod tests {
                 String::from_utf8_lossy(&body)
             );
         }
+    }
+
+    #[test]
+    fn the_whole_body_shortcut_agrees_with_the_line_by_line_hash() {
+        // Bodies like quoted-printable ones (single spaces, inner and
+        // trailing empty lines) take the shortcut; the odd ones do not.
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut shortcut = 0;
+        for _ in 0..2000 {
+            let mut body = Vec::new();
+            for _ in 0..(seed % 200) as usize {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let piece: &[u8] = match seed % 23 {
+                    0..=5 => b"ab",
+                    6..=9 => b" ",
+                    10..=14 => b"\r\n",
+                    15..=19 => b"=3D.",
+                    20 => b"\t",
+                    21 => b"\n",
+                    _ => b"\r",
+                };
+                body.extend_from_slice(piece);
+            }
+            if !seed.is_multiple_of(3) {
+                body.extend_from_slice(b"\r\n\r\n");
+            }
+            shortcut += usize::from(canonical_prefix(&body).is_some());
+            assert_eq!(
+                relaxed_body_hash(&body),
+                relaxed_body_hash_by_line(&body),
+                "{:?}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        assert!(shortcut > 100, "only {shortcut} bodies took the shortcut");
+        assert_eq!(canonical_prefix(b"\r\n\r\n"), Some(&b""[..]));
+        assert_eq!(canonical_prefix(b"a b\r\n\r\n\r\n"), Some(&b"a b\r\n"[..]));
+        assert_eq!(canonical_prefix(b"a \r\n"), None);
     }
 
     #[test]

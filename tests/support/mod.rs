@@ -55,6 +55,7 @@ pub struct ServerOptions {
     refuse: bool,
     greet_421: bool,
     rcpt_451: bool,
+    no_pipelining: bool,
     port: u16,
     verbose: bool,
 }
@@ -155,6 +156,12 @@ impl ServerOptions {
     /// `control("rcpt-451 off")`).
     pub fn rcpt_451(mut self) -> Self {
         self.rcpt_451 = true;
+        self
+    }
+
+    /// EHLO without PIPELINING: the client must wait for each reply.
+    pub fn no_pipelining(mut self) -> Self {
+        self.no_pipelining = true;
         self
     }
 
@@ -279,6 +286,7 @@ impl SmtpServer {
             (options.refuse, "--refuse"),
             (options.greet_421, "--greet-421"),
             (options.rcpt_451, "--rcpt-451"),
+            (options.no_pipelining, "--no-pipelining"),
         ] {
             if on {
                 cmd.arg(flag);

@@ -44,8 +44,8 @@ read its message at once.
 Limits inherited from aiosmtpd (they make this a strict, realistic server):
 a DATA line longer than 1000 octets plus CRLF (RFC 5321 4.5.3.1.6) gets
 ``500 Line too long`` and the message is not stored; messages over 32 MiB get
-``552``. EHLO advertises SIZE, 8BITMIME and SMTPUTF8 (plus STARTTLS / AUTH
-as configured).
+``552``. EHLO advertises SIZE, 8BITMIME, SMTPUTF8 and PIPELINING (plus
+STARTTLS / AUTH as configured; ``--no-pipelining`` leaves PIPELINING out).
 
 Fault injection
 ---------------
@@ -200,6 +200,15 @@ class Handler:
         self.slow = args.slow_ms / 1000.0 if args.slow_ms else 0.0
         self.greet_421 = args.greet_421
         self.rcpt_451 = args.rcpt_451
+        self.pipelining = not args.no_pipelining
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # aiosmtpd reads pipelined commands in order but does not say so;
+        # advertise it as Postfix does, so clients may pipeline.
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         key = address.lower()
@@ -362,6 +371,7 @@ def parse_args(argv):
     p.add_argument("--rcpt-451", action="store_true")
     p.add_argument("--exit-on-stdin-eof", action="store_true")
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--no-pipelining", action="store_true")
     args = p.parse_args(argv)
     if args.require_tls and not args.starttls:
         p.error("--require-tls needs --starttls")
