@@ -7,6 +7,7 @@ pub mod lint;
 pub mod manifest;
 pub mod markdown;
 pub mod render;
+pub mod strings;
 pub mod stylesheet;
 pub mod timefmt;
 pub mod variants;
