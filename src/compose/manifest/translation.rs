@@ -8,7 +8,7 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::raw::RawIssue;
+use super::raw::{At, RawIssue};
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile};
 
 /// The language of a translation file: `de` for `issue.de.toml`, `pt-BR`
@@ -69,6 +69,14 @@ impl Pair<'_> {
         format!("{}:{line}", self.main_file.path.display())
     }
 
+    /// `news item 2 “Rail freight slows”`: the main item, by title.
+    fn named(noun: &str, n: usize, title: Option<&At<String>>) -> String {
+        match title {
+            Some(t) => format!("{noun} {n} “{}”", t.value),
+            None => format!("{noun} {n}"),
+        }
+    }
+
     fn missing(
         &self,
         out: &mut Diagnostics,
@@ -79,7 +87,7 @@ impl Pair<'_> {
     ) {
         out.push(
             Diagnostic::error(format!(
-                "the translation has no {what}, expected a translation of the main edition's {what} ({})",
+                "the translation has no {what} ({}), expected a translation of every section and item of the main edition",
                 self.main_at(main_span)
             ))
             .field(field)
@@ -138,15 +146,7 @@ pub fn merge(p: &Pair<'_>, out: &mut Diagnostics) -> RawIssue {
         m.call_to_action = t.call_to_action.clone();
     });
     if let (Some((_, mh)), Some((_, th))) = (&mut m.heads, &tr.heads) {
-        let people = list(
-            p,
-            out,
-            "heads.people",
-            "person",
-            &mh.people,
-            &th.people,
-            |x| &x.span,
-        );
+        let people = list(p, out, "heads.people", "person", &mh.people, &th.people);
         for (mp, tp) in mh.people.iter_mut().zip(people) {
             mp.role = tp.role.clone().or(mp.role.take());
             mp.body = tp.body.clone();
@@ -162,7 +162,7 @@ fn merge_lists(p: &Pair<'_>, m: &mut RawIssue, out: &mut Diagnostics) {
     let (main, tr) = (p.main, p.tr);
     m.articles = section(p, out, "articles", &main.articles, &tr.articles, |_, _| {});
     if let (Some((_, ma)), Some((_, ta))) = (&mut m.articles, &tr.articles) {
-        let items = list(p, out, "articles", "article", ma, ta, |x| &x.span);
+        let items = list(p, out, "articles", "article", ma, ta);
         for (a, t) in ma.iter_mut().zip(items) {
             a.kicker = t.kicker.clone().or(a.kicker.take());
             a.teaser = t.teaser.clone().or(a.teaser.take());
@@ -173,7 +173,7 @@ fn merge_lists(p: &Pair<'_>, m: &mut RawIssue, out: &mut Diagnostics) {
     }
     m.events = section(p, out, "events", &main.events, &tr.events, |_, _| {});
     if let (Some((_, me)), Some((_, te))) = (&mut m.events, &tr.events) {
-        let items = list(p, out, "events", "event", me, te, |x| &x.span);
+        let items = list(p, out, "events", "event", me, te);
         for (e, t) in me.iter_mut().zip(items) {
             e.kind = t.kind.clone().or(e.kind.take());
             e.title = t.title.clone();
@@ -182,7 +182,7 @@ fn merge_lists(p: &Pair<'_>, m: &mut RawIssue, out: &mut Diagnostics) {
     }
     m.news = section(p, out, "news", &main.news, &tr.news, |_, _| {});
     if let (Some((_, mn)), Some((_, tn))) = (&mut m.news, &tr.news) {
-        let items = list(p, out, "news", "news item", mn, tn, |x| &x.span);
+        let items = list(p, out, "news", "news item", mn, tn);
         for (n, t) in mn.iter_mut().zip(items) {
             n.title = t.title.clone();
             n.body = t.body.clone();
@@ -223,34 +223,48 @@ fn section<T: Clone>(
 
 /// The translated items paired with the main ones by position; a missing
 /// item names the main one, an extra one is reported at its line.
-fn list<'t, T>(
+fn list<'t, T: Item>(
     p: &Pair<'_>,
     out: &mut Diagnostics,
     key: &str,
     noun: &str,
     main: &[T],
     tr: &'t [T],
-    span: fn(&T) -> &Range<usize>,
 ) -> Vec<&'t T> {
     // A missing item is reported where the translation's list ends.
-    let at = tr.last().map_or(0..0, |t| span(t).clone());
+    let at = tr.last().map_or(0..0, |t| t.span().clone());
     for (i, item) in main.iter().enumerate().skip(tr.len()) {
-        let what = format!("{noun} {}", i + 1);
-        p.missing(
-            out,
-            &format!("{key}[{}]", i + 1),
-            &what,
-            span(item),
-            at.clone(),
-        );
+        let what = Pair::named(noun, i + 1, item.title());
+        let field = format!("{key}[{}]", i + 1);
+        p.missing(out, &field, &what, item.span(), at.clone());
     }
     for (i, item) in tr.iter().enumerate().skip(main.len()) {
-        p.extra(
-            out,
-            &format!("{key}[{}]", i + 1),
-            &format!("{noun} {}", i + 1),
-            span(item),
-        );
+        let what = Pair::named(noun, i + 1, item.title());
+        p.extra(out, &format!("{key}[{}]", i + 1), &what, item.span());
     }
     tr.iter().take(main.len()).collect()
 }
+
+/// An entry of a list section, as [`list`] pairs them.
+trait Item {
+    fn span(&self) -> &Range<usize>;
+    fn title(&self) -> Option<&At<String>>;
+}
+
+macro_rules! item {
+    ($t:ty, $title:ident) => {
+        impl Item for $t {
+            fn span(&self) -> &Range<usize> {
+                &self.span
+            }
+            fn title(&self) -> Option<&At<String>> {
+                self.$title.as_ref()
+            }
+        }
+    };
+}
+
+item!(super::raw::RawArticle, title);
+item!(super::raw::RawEvent, title);
+item!(super::raw::RawNews, title);
+item!(super::raw::RawPerson, name);
