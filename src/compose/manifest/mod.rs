@@ -151,7 +151,7 @@ pub fn parse(
 }
 
 /// [`parse`], keeping the manifest as written for its translations.
-fn parse_main(
+pub fn parse_main(
     text: &str,
     path: &Path,
     config: &Config,
