@@ -407,7 +407,7 @@ fn index_item(issue: &Issue, root: &str) -> Markup {
     html! {
         article {
             p.m {
-                time datetime=(issue.date.to_string()) { (timefmt::long_date(issue.date)) }
+                time datetime=(issue.date.to_string()) { (timefmt::long_date(issue.date, &issue.language)) }
                 " · Issue " (issue.number)
             }
             h2 { a href=(href) { (issue.subject) } }

@@ -118,6 +118,29 @@ pub struct NewsletterConfig {
     /// or the copy built into the binary when that file is absent.
     #[serde(default)]
     pub stylesheet: Option<PathBuf>,
+    /// Per-language settings of translated editions (`[newsletter.editions.de]`);
+    /// the keys above stay the main language's.
+    #[serde(default)]
+    pub editions: BTreeMap<String, EditionConfig>,
+}
+
+/// `[newsletter.editions.<language>]`: the publisher's words in one
+/// language, over the built-in `templates/strings/<language>.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditionConfig {
+    /// The footer's reason line in this language.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The greeting in this language; may hold merge tags.
+    #[serde(default)]
+    pub salutation: Option<String>,
+    /// Section headings in this language, by section key.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Zone names in this language ("Pekinger Zeit"), by IANA name.
+    #[serde(default)]
+    pub zone_labels: BTreeMap<String, String>,
 }
 
 fn default_language() -> String {

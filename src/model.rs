@@ -55,6 +55,33 @@ pub struct Publisher {
     /// Progressive-enhancement CSS for the email's `<style>` block, checked
     /// and without comments (from `templates/email.css`).
     pub stylesheet: String,
+    /// briefing's own words in the edition's language.
+    pub words: Words,
+}
+
+/// The words briefing itself adds around an issue, in one language
+/// (`templates/strings/<language>.toml`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Words {
+    /// Heading of the table of contents.
+    pub in_this_issue: String,
+    /// Link to the web version.
+    pub view_in_browser: String,
+    /// Link from an archive page to the archive's index.
+    pub all_issues: String,
+    /// Word before the issue number in the masthead.
+    pub issue: String,
+    /// Word before an author's name in a byline.
+    pub by: String,
+    /// Link to an event's iCalendar file.
+    pub add_to_calendar: String,
+    /// Footer link to unsubscribe.
+    pub unsubscribe: String,
+    /// Archive link to subscribe.
+    pub subscribe: String,
+    /// Stands in the text part for an image without alt text.
+    pub image: String,
 }
 
 /// A section as readers see it: a label, an anchor and its content.

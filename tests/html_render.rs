@@ -65,6 +65,7 @@ fn publisher() -> Publisher {
             briefing::compose::stylesheet::DEFAULT_STYLESHEET,
         )
         .unwrap(),
+        words: briefing::compose::strings::english().words,
     }
 }
 

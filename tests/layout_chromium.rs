@@ -219,6 +219,7 @@ fn long_issue(image_size: Option<(u32, u32)>) -> Issue {
                 briefing::compose::stylesheet::DEFAULT_STYLESHEET,
             )
             .unwrap(),
+            words: briefing::compose::strings::english().words,
         },
     }
 }

@@ -283,3 +283,46 @@ fn a_100_character_subject_is_a_warning() {
         "the warning does not point at the subject line {line}:\n{err}"
     );
 }
+
+/// `preview --language de` writes the German edition beside the main one's
+/// files, in German throughout; a language the issue lacks is an error
+/// naming the editions it has.
+#[test]
+fn preview_language_writes_that_edition_and_refuses_a_missing_one() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().to_str().unwrap();
+    let o = briefing(
+        BEFORE,
+        &["preview", SAMPLE, "--out", dir, "--language", "de"],
+    );
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let text = std::fs::read_to_string(out.path().join("2025-01-17.de.txt")).unwrap();
+    let html = std::fs::read_to_string(out.path().join("2025-01-17.de.html")).unwrap();
+    let eml = std::fs::read(out.path().join("2025-01-17.de.eml")).unwrap();
+    let msg = mail_parser::MessageParser::default().parse(&eml).unwrap();
+    assert_eq!(
+        msg.header_raw("Content-Language").map(str::trim),
+        Some("de")
+    );
+    assert!(html.contains("lang=\"de\""));
+    assert!(text.contains("Ausgabe 1042 · 17. Januar 2025"), "{text}");
+    assert!(text.contains("In dieser Ausgabe"));
+    assert!(
+        text.contains(
+            "23.\u{a0}Januar\u{a0}2025, 11\u{a0}Uhr\u{a0}MEZ (18\u{a0}Uhr\u{a0}Pekinger\u{a0}Zeit)"
+        ),
+        "{text}"
+    );
+    assert!(!out.path().join("2025-01-17.txt").exists());
+
+    let o = briefing(
+        BEFORE,
+        &["preview", SAMPLE, "--out", dir, "--language", "fr"],
+    );
+    assert_eq!(code(&o), 2, "{}", show(&o));
+    assert!(
+        stderr(&o).contains("no edition in `fr`, expected one of: en, de"),
+        "{}",
+        show(&o)
+    );
+}

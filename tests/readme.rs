@@ -51,3 +51,51 @@ fn the_readme_manifest_example_is_a_valid_issue_with_every_section() {
         "the event renders as the README comment says: {renders:?}"
     );
 }
+
+/// The first ```toml block after the "### Translations" heading.
+fn readme_translation() -> String {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = &readme[readme.find("### Translations").expect("section")..];
+    let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let end = section[start..].find("```").expect("closed block");
+    section[start..start + end].to_string()
+}
+
+#[test]
+fn the_readme_translation_example_translates_the_manifest_example() {
+    let config = Config::load(Some(&repo().join("config.toml"))).unwrap();
+    let sample = repo().join("issues/2025-01-17");
+    let read = |p: &Path| {
+        let rel = p.strip_prefix("/readme").unwrap_or(p);
+        std::fs::read(sample.join(rel))
+    };
+    let (main, raw) = briefing::compose::manifest::parse_main(
+        &readme_manifest(),
+        Path::new("/readme/issue.toml"),
+        &config,
+        &read,
+    )
+    .unwrap_or_else(|d| panic!("the README example does not validate:\n{}", d.render()));
+    let de = briefing::compose::manifest::parse_translation(
+        (&main, &raw),
+        &readme_translation(),
+        Path::new("/readme/issue.de.toml"),
+        "de",
+        &config,
+        &read,
+    )
+    .unwrap_or_else(|d| panic!("the README translation does not validate:\n{}", d.render()));
+    assert_eq!(de.issue.language, "de");
+    assert_eq!(de.issue.sections.len(), main.issue.sections.len());
+    let text = briefing::compose::render::render(&de.issue)
+        .text
+        .with_placeholders()
+        .replace('\u{a0}', " ");
+    let renders = readme_translation()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("# renders: "))
+        .expect("a `# renders:` comment under the event")
+        .to_string();
+    assert!(text.contains(&renders), "{renders:?} not in:\n{text}");
+    assert!(text.contains("Zum Schluss"), "the translation's own label");
+}

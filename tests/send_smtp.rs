@@ -1620,3 +1620,86 @@ fn suppressions_added_before_a_resume_apply_to_fresh_and_retried_rows() {
         "{st:#}"
     );
 }
+
+/// A German translation beside the issue: each reader gets exactly one
+/// message, in the language of their `language` column (the main edition
+/// when they name none or one the issue lacks, with a warning at that row's
+/// line), checked in the parsed message's `lang`, `Content-Language`,
+/// labels and dates.
+#[test]
+fn a_bilingual_send_gives_every_reader_one_message_in_their_language() {
+    let server = SmtpServer::start(ServerOptions::new());
+    let fx = Fixture::new(&server.url(), 2, 3, "");
+    let issue_dir = fx.dir.path().join("issues").join(SLUG);
+    copy_dir(&repo().join("tests/fixtures/send/2025-01-17"), &issue_dir);
+    fs::copy(
+        repo().join("tests/fixtures/send/translations/issue.de.toml"),
+        issue_dir.join("issue.de.toml"),
+    )
+    .unwrap();
+    // Line 1 is the header: reader i is on line i + 2.
+    let langs = ["de", "en", "", "de-AT", "fr", "DE"];
+    let mut lines = vec!["email,name,language".to_string()];
+    lines.extend(
+        langs
+            .iter()
+            .enumerate()
+            .map(|(i, l)| format!("{},Reader {i},{l}", email(i))),
+    );
+    fx.write_list(&lines);
+    let manifest = issue_dir.join("issue.toml");
+    let out = run(fx.send_cmd(manifest.to_str().unwrap(), &[]));
+    assert_eq!(out.code, Some(0), "{out}");
+    let fr_line = format!("{}:6: language `fr` has no edition", fx.list.display());
+    assert!(
+        out.stderr.contains(&fr_line) || out.stdout.contains(&fr_line),
+        "no warning naming {fr_line}:\n{out}"
+    );
+
+    let got = server.received();
+    let counts = per_rcpt(&got);
+    assert_eq!(counts.len(), langs.len(), "{counts:?}");
+    assert!(repeated(&counts).is_empty(), "{counts:?}");
+    for r in &got {
+        let rcpt = &r.envelope.rcpt_tos[0];
+        let i = (0..langs.len()).find(|i| email(*i) == *rcpt).unwrap();
+        let german = langs[i].to_lowercase().starts_with("de");
+        let msg = r.parsed();
+        let html = support::html_part(&msg);
+        let text = support::text_part(&msg);
+        let (lang, label, date, unsubscribe) = if german {
+            ("de", "In dieser Ausgabe", "17. Januar 2025", "Abbestellen:")
+        } else {
+            ("en", "In this issue", "January 17, 2025", "Unsubscribe:")
+        };
+        assert_eq!(
+            support::header(&msg, "Content-Language").as_deref(),
+            Some(lang),
+            "{rcpt}"
+        );
+        assert!(html.contains(&format!("lang=\"{lang}\"")), "{rcpt}: lang");
+        assert!(
+            html.contains(label) && text.contains(label),
+            "{rcpt}: {label}"
+        );
+        assert!(text.contains(date), "{rcpt}: {date}\n{text}");
+        assert!(text.contains(unsubscribe), "{rcpt}: {unsubscribe}");
+        if german {
+            assert!(
+                msg.subject().unwrap_or("").starts_with("Hafengebühren"),
+                "{rcpt}"
+            );
+            // CLDR's German, not a hand-written table: "22. Januar 2025, 10 Uhr MEZ".
+            assert!(
+                text.contains("22.\u{a0}Januar\u{a0}2025, 10\u{a0}Uhr\u{a0}MEZ")
+                    || text.contains("22. Januar 2025, 10 Uhr MEZ"),
+                "{rcpt}: event time\n{text}"
+            );
+        } else {
+            assert!(
+                msg.subject().unwrap_or("").starts_with("Port tariffs"),
+                "{rcpt}"
+            );
+        }
+    }
+}

@@ -62,6 +62,7 @@ fn publisher() -> Publisher {
             briefing::compose::stylesheet::DEFAULT_STYLESHEET,
         )
         .unwrap(),
+        words: briefing::compose::strings::english().words,
     }
 }
 

@@ -128,6 +128,25 @@ fn read_headers(reader: &mut ListReader, path: &Path) -> Result<Vec<String>, Lis
 
 /// Streams every row of a list to `each`, in file order.
 pub fn for_each(path: &Path, mut each: impl FnMut(Row)) -> Result<(), ListError> {
+    for_each_at(path, |row, _| each(row))
+}
+
+/// The `language` column of a list, row by row: the 1-based line and
+/// the value, for rows that name a language.
+pub fn languages(path: &Path) -> Result<Vec<(u64, String)>, ListError> {
+    let mut out = Vec::new();
+    for_each_at(path, |row, line| {
+        if let Row::Recipient(r) = row
+            && let Some(lang) = r.field("language")
+        {
+            out.push((line, lang.to_string()));
+        }
+    })?;
+    Ok(out)
+}
+
+/// [`for_each`], with the 1-based line each row starts on.
+fn for_each_at(path: &Path, mut each: impl FnMut(Row, u64)) -> Result<(), ListError> {
     let mut reader = open(path)?;
     let names = read_headers(&mut reader, path)?;
     let email_col = names.iter().position(|h| h == "email").unwrap_or(0);
@@ -147,11 +166,15 @@ pub fn for_each(path: &Path, mut each: impl FnMut(Row)) -> Result<(), ListError>
                     });
                 }
                 let at = e.position().map_or(start, csv::Position::byte);
-                each(Row::Skipped(SkippedRow {
-                    path: path.to_path_buf(),
-                    line: lines.line_at(at),
-                    reason: format!("unreadable row ({e})"),
-                }));
+                let line = lines.line_at(at);
+                each(
+                    Row::Skipped(SkippedRow {
+                        path: path.to_path_buf(),
+                        line,
+                        reason: format!("unreadable row ({e})"),
+                    }),
+                    line,
+                );
                 continue;
             }
         }
@@ -166,12 +189,16 @@ pub fn for_each(path: &Path, mut each: impl FnMut(Row)) -> Result<(), ListError>
             continue;
         }
         let email = record.get(email_col).unwrap_or("").trim().to_string();
+        let line = lines.line_at(at);
         if let Err(reason) = check_address(&email) {
-            each(Row::Skipped(SkippedRow {
-                path: path.to_path_buf(),
-                line: lines.line_at(at),
-                reason: reason.to_string(),
-            }));
+            each(
+                Row::Skipped(SkippedRow {
+                    path: path.to_path_buf(),
+                    line,
+                    reason: reason.to_string(),
+                }),
+                line,
+            );
             continue;
         }
         // A control character in a name becomes a space, never nothing:
@@ -188,11 +215,14 @@ pub fn for_each(path: &Path, mut each: impl FnMut(Row)) -> Result<(), ListError>
             .filter(|(i, _)| *i != email_col && Some(*i) != name_col)
             .map(|(i, h)| (h.clone(), record.get(i).unwrap_or("").to_string()))
             .collect();
-        each(Row::Recipient(Recipient {
-            email,
-            name: name.trim().to_string(),
-            fields,
-        }));
+        each(
+            Row::Recipient(Recipient {
+                email,
+                name: name.trim().to_string(),
+                fields,
+            }),
+            line,
+        );
     }
     Ok(())
 }

@@ -31,6 +31,10 @@ pub struct PreviewArgs {
     /// Address for --watch.
     #[arg(long, default_value = "127.0.0.1:4000")]
     listen: String,
+    /// Preview this language's edition (`de` for issue.de.toml); default:
+    /// the recipient's `language` column, else the main edition.
+    #[arg(long)]
+    language: Option<String>,
 }
 
 impl PreviewArgs {
@@ -56,14 +60,19 @@ pub fn run(
     }
     let who = reader(args.recipient.as_deref(), config)?;
     let secret = Secret::from_config(config, true)?;
+    let edition = edition(&loaded, args.language.as_deref(), &who)?;
     // The reader's own variant: blocks for other readers are left out.
     let variant = Variant::of(&loaded.audiences, &who);
-    let issue = variants::issue_for(&loaded.issue, &loaded.audiences, &variant);
+    let issue = variants::issue_for(&edition.issue, &loaded.audiences, &variant);
     if !loaded.audiences.is_empty() {
         eprintln!("note: {} sees variant {}", who.email, variant.name());
     }
     let rendered = render::render(&issue);
-    let built = preview::build(&issue, &rendered, config, &who, &secret, clock.now())?;
+    let mut built = preview::build(&issue, &rendered, config, &who, &secret, clock.now())?;
+    if edition.issue.language != loaded.issue.language {
+        // Each edition gets its own files beside the main one's.
+        built.slug = format!("{}.{}", built.slug, issue.language);
+    }
     let w = preview::write(&built, &args.out).context(format_args!(
         "cannot write previews to {}",
         args.out.display()
@@ -72,6 +81,27 @@ pub fn run(
     println!("{}", w.text.display());
     println!("{}", w.eml.display());
     Ok(exit::OK)
+}
+
+/// The edition to preview: `--language`'s (an error naming the editions
+/// when the issue has none in it), else the reader's, else the main one.
+fn edition<'a>(
+    loaded: &'a manifest::LoadedIssue,
+    language: Option<&str>,
+    who: &Recipient,
+) -> Result<&'a manifest::LoadedIssue, CliError> {
+    let Some(lang) = language else {
+        let own = who.field("language").and_then(|l| loaded.edition(l));
+        return Ok(own.unwrap_or(loaded));
+    };
+    loaded.edition(lang).ok_or_else(|| {
+        let have: Vec<&str> = loaded.editions().map(|e| e.issue.language.as_str()).collect();
+        CliError::input(format!(
+            "--language {lang}: {} has no edition in `{lang}`, expected one of: {} (a translation is issue.{lang}.toml beside issue.toml)",
+            loaded.manifest.display(),
+            have.join(", ")
+        ))
+    })
 }
 
 /// Whom the preview is for: `--recipient` as found in the lists, else the

@@ -7,6 +7,7 @@ pub mod lint;
 pub mod manifest;
 pub mod markdown;
 pub mod render;
+pub mod strings;
 pub mod stylesheet;
 pub mod timefmt;
 pub mod variants;
@@ -45,6 +46,9 @@ pub fn check(
     let loaded = manifest::load(path, config)?;
     let rendered = render::render(&loaded.issue);
     let mut problems = loaded.warnings.clone();
+    for t in &loaded.translations {
+        problems.extend(t.warnings.clone());
+    }
     problems.extend(variants::lint_columns(&loaded, recipient_fields.as_deref()));
     problems.extend(lint::lint(&lint::LintInput {
         loaded: &loaded,

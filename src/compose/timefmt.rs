@@ -1,5 +1,7 @@
-//! How dates and event times read in an issue (AP-style, as in the
-//! reference briefing): `Jan. 23, 2025; 6 p.m. CET (Jan 24, 1 a.m. UTC+8)`.
+//! How dates and event times read in an issue: in English AP style, as in
+//! the reference briefing (`Jan. 23, 2025; 6 p.m. CET (Jan 24, 1 a.m.
+//! UTC+8)`); in other languages their own CLDR style through ICU4X
+//! (`23. Januar 2025, 18 Uhr MEZ (24. Januar, 1 Uhr GMT+8)`).
 
 use std::collections::BTreeMap;
 
@@ -43,9 +45,80 @@ fn ap_month_day(d: Date) -> String {
     format!("{} {}", MONTHS_AP[month_index(d)], d.day())
 }
 
-/// `January 17, 2025`, for issue headers.
-pub fn long_date(d: Date) -> String {
-    format!("{} {}, {}", MONTHS_LONG[month_index(d)], d.day(), d.year())
+/// `January 17, 2025` (or `17. Januar 2025`), for issue headers.
+pub fn long_date(d: Date, language: &str) -> String {
+    match Cldr::for_language(language) {
+        Some(cldr) => cldr.date(d),
+        None => format!("{} {}, {}", MONTHS_LONG[month_index(d)], d.day(), d.year()),
+    }
+}
+
+/// Whether a language is written in the built-in English house style.
+fn is_english(language: &str) -> bool {
+    let base = language.split('-').next().unwrap_or(language);
+    base.eq_ignore_ascii_case("en")
+}
+
+/// CLDR formats for a language other than English: ICU4X with its
+/// compiled data, so month names, the order of day and month and the
+/// clock ("18 Uhr", "18:30") are the language's own.
+struct Cldr {
+    locale: icu_datetime::DateTimeFormatterPreferences,
+}
+
+impl Cldr {
+    /// `None` for English (house style) or a tag ICU cannot read.
+    fn for_language(language: &str) -> Option<Self> {
+        if is_english(language) {
+            return None;
+        }
+        let locale: icu_locale_core::Locale = language.parse().ok()?;
+        Some(Self {
+            locale: (&locale).into(),
+        })
+    }
+
+    fn date(&self, d: Date) -> String {
+        use icu_datetime::{DateTimeFormatter, fieldsets::YMD};
+        DateTimeFormatter::try_new(self.locale, YMD::long())
+            .map(|f| f.format(&d).to_string())
+            .unwrap_or_else(|_| d.to_string())
+    }
+
+    fn month_day(&self, d: Date) -> String {
+        use icu_datetime::{DateTimeFormatter, fieldsets::MD};
+        DateTimeFormatter::try_new(self.locale, MD::long())
+            .map(|f| f.format(&d).to_string())
+            .unwrap_or_else(|_| d.to_string())
+    }
+
+    /// `18 Uhr MEZ`, `18:30 Uhr …`: the hour alone when the minutes are
+    /// zero, the zone by `label` or else by CLDR's short name for it.
+    fn clock(&self, z: &Zoned, label: Option<&str>) -> String {
+        use icu_datetime::options::TimePrecision;
+        use icu_datetime::{DateTimeFormatter, NoCalendarFormatter, fieldsets};
+        let precision = if z.minute() == 0 {
+            TimePrecision::Hour
+        } else {
+            TimePrecision::Minute
+        };
+        let time = fieldsets::T::short().with_time_precision(precision);
+        let fallback = || format!("{:02}:{:02}", z.hour(), z.minute());
+        match label {
+            Some(label) => {
+                let t = NoCalendarFormatter::try_new(self.locale, time)
+                    .map(|f| f.format(&z.time()).to_string())
+                    .unwrap_or_else(|_| fallback());
+                format!("{t} {label}")
+            }
+            None => DateTimeFormatter::try_new(
+                self.locale,
+                time.with_zone(fieldsets::zone::SpecificShort),
+            )
+            .map(|f| f.format(z).to_string())
+            .unwrap_or_else(|_| fallback()),
+        }
+    }
 }
 
 /// `11 a.m.`, `6:30 p.m.`, `noon`, `12 a.m.`.
@@ -127,7 +200,15 @@ fn held(text: &str) -> String {
 ///
 /// Each time with its zone, and each month with its day, is joined by
 /// no-break spaces: a line may break only after `;`, `,` or before `(`.
-pub fn event_time(start: &Zoned, zones: &[TimeZone], labels: &BTreeMap<String, String>) -> String {
+pub fn event_time(
+    start: &Zoned,
+    zones: &[TimeZone],
+    labels: &BTreeMap<String, String>,
+    language: &str,
+) -> String {
+    if let Some(cldr) = Cldr::for_language(language) {
+        return cldr_event_time(&cldr, start, zones, labels);
+    }
     let ts = start.timestamp();
     let lead_tz = zones
         .first()
@@ -151,6 +232,46 @@ pub fn event_time(start: &Zoned, zones: &[TimeZone], labels: &BTreeMap<String, S
                 String::new()
             };
             format!("{day}{}", at(&z, tz))
+        })
+        .collect();
+    if !others.is_empty() {
+        out.push_str(" (");
+        out.push_str(&others.join(", "));
+        out.push(')');
+    }
+    out
+}
+
+/// [`event_time`] in a CLDR language: `23. Januar 2025, 18 Uhr MEZ
+/// (24. Januar, 1 Uhr Pekinger Zeit)`.
+fn cldr_event_time(
+    cldr: &Cldr,
+    start: &Zoned,
+    zones: &[TimeZone],
+    labels: &BTreeMap<String, String>,
+) -> String {
+    let ts = start.timestamp();
+    let lead_tz = zones
+        .first()
+        .cloned()
+        .unwrap_or_else(|| start.time_zone().clone());
+    let at = |tz: &TimeZone| {
+        let z = ts.to_zoned(tz.clone());
+        let label = tz.iana_name().and_then(|n| labels.get(n));
+        (held(&cldr.clock(&z, label.map(String::as_str))), z)
+    };
+    let (lead_clock, lead) = at(&lead_tz);
+    let mut out = format!("{}, {lead_clock}", held(&cldr.date(lead.date())));
+    let others: Vec<String> = zones
+        .iter()
+        .skip(1)
+        .map(|tz| {
+            let (clock, z) = at(tz);
+            if z.date() == lead.date() {
+                clock
+            } else {
+                format!("{}, {clock}", held(&cldr.month_day(z.date())))
+            }
         })
         .collect();
     if !others.is_empty() {
@@ -208,11 +329,11 @@ mod tests {
     #[test]
     fn reference_issue_events_read_exactly_as_printed() {
         assert_eq!(
-            event_time(&berlin(2025, 1, 23, 11), &zones(), &no_labels()),
+            event_time(&berlin(2025, 1, 23, 11), &zones(), &no_labels(), "en"),
             nb("Jan._23, 2025; 11_a.m._CET (6_p.m._UTC+8)")
         );
         assert_eq!(
-            event_time(&berlin(2025, 1, 23, 18), &zones(), &no_labels()),
+            event_time(&berlin(2025, 1, 23, 18), &zones(), &no_labels(), "en"),
             nb("Jan._23, 2025; 6_p.m._CET (Jan_24, 1_a.m._UTC+8)")
         );
     }
@@ -224,17 +345,17 @@ mod tests {
             ("Europe/Berlin", "Berlin"),
         ]);
         assert_eq!(
-            event_time(&berlin(2025, 1, 23, 18), &zones(), &l),
+            event_time(&berlin(2025, 1, 23, 18), &zones(), &l, "en"),
             nb("Jan._23, 2025; 6_p.m._Berlin (Jan_24, 1_a.m._Beijing_time)")
         );
         assert_eq!(
-            event_time(&berlin(2025, 7, 23, 18), &zones(), &l),
+            event_time(&berlin(2025, 7, 23, 18), &zones(), &l, "en"),
             nb("July_23, 2025; 6_p.m._Berlin (Jul_24, 12_a.m._Beijing_time)")
         );
         // A label for another zone changes nothing here.
         let other = labels(&[("America/Chicago", "Chicago time")]);
         assert_eq!(
-            event_time(&berlin(2025, 1, 23, 11), &zones(), &other),
+            event_time(&berlin(2025, 1, 23, 11), &zones(), &other, "en"),
             nb("Jan._23, 2025; 11_a.m._CET (6_p.m._UTC+8)")
         );
     }
@@ -248,7 +369,7 @@ mod tests {
             TimeZone::get("America/New_York").unwrap(),
         ];
         assert_eq!(
-            event_time(&ny, &zones, &no_labels()),
+            event_time(&ny, &zones, &no_labels(), "en"),
             nb("March_12, 2026; 5:30_p.m._CET (12:30_p.m._EDT)")
         );
     }
@@ -335,7 +456,7 @@ mod tests {
             ),
         ];
         for (start, want) in expected {
-            let got = event_time(&start, &zones, &l);
+            let got = event_time(&start, &zones, &l, "en");
             assert_eq!(got, nb(want), "{start}");
             assert!(!got.contains("midnight"), "{got}");
         }
@@ -352,6 +473,36 @@ mod tests {
         assert_eq!(
             clock(&local("Europe/Berlin", 2025, 1, 1, 12, 5)),
             "12:05 p.m."
+        );
+    }
+
+    #[test]
+    fn german_dates_and_times_are_cldr_german() {
+        let l = labels(&[("Asia/Shanghai", "Pekinger Zeit")]);
+        assert_eq!(
+            event_time(&berlin(2025, 1, 23, 11), &zones(), &no_labels(), "de"),
+            nb("23._Januar_2025, 11_Uhr_MEZ (18_Uhr_GMT+8)")
+        );
+        assert_eq!(
+            event_time(&berlin(2025, 1, 23, 18), &zones(), &l, "de"),
+            nb("23._Januar_2025, 18_Uhr_MEZ (24._Januar, 01_Uhr_Pekinger_Zeit)")
+        );
+        assert_eq!(
+            event_time(
+                &local("Europe/Berlin", 2025, 7, 3, 9, 30),
+                &zones(),
+                &no_labels(),
+                "de"
+            ),
+            nb("3._Juli_2025, 09:30_MESZ (15:30_GMT+8)")
+        );
+        assert_eq!(
+            long_date(jiff::civil::date(2025, 1, 17), "de"),
+            "17. Januar 2025"
+        );
+        assert_eq!(
+            long_date(jiff::civil::date(2025, 1, 17), "en-GB"),
+            "January 17, 2025"
         );
     }
 }

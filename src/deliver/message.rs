@@ -151,6 +151,8 @@ pub struct PreparedIssue {
     pub slug: String,
     /// Subject line.
     pub subject: String,
+    /// The edition's language, sent as `Content-Language`.
+    pub language: String,
     text: EncodedBody,
     html: EncodedBody,
     sender: Sender,
@@ -162,6 +164,7 @@ impl PreparedIssue {
         Self {
             slug: issue.slug.clone(),
             subject: issue.subject.clone(),
+            language: issue.language.clone(),
             text: EncodedBody::new(&rendered.text),
             html: EncodedBody::new(&rendered.html),
             sender,
@@ -212,6 +215,11 @@ impl PreparedIssue {
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("Precedence"),
                 "bulk".into(),
+            ))
+            // RFC 3282: the edition's language, for clients and filters.
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("Content-Language"),
+                self.language.clone(),
             ));
         if let Some(r) = &self.sender.reply_to {
             b = b.reply_to(r.clone());
@@ -356,37 +364,61 @@ fn push_static(line: Option<&mut Vec<Part>>, s: &str) {
     }
 }
 
-/// An issue with blocks for some readers: one [`PreparedIssue`] per
-/// variant that occurs in the list, rendered and encoded the first time a
-/// reader of that variant comes up, never per reader.
+/// An issue with blocks for some readers or in several languages: one
+/// [`PreparedIssue`] per edition and variant that occurs in the list,
+/// rendered and encoded the first time a reader of that kind comes up,
+/// never per reader.
 pub struct VariantMessages {
-    issue: Issue,
+    /// The main edition first, then the translations.
+    editions: Vec<(Issue, Variants<PreparedIssue>)>,
     sender: Sender,
-    variants: Variants<PreparedIssue>,
 }
 
 impl VariantMessages {
     /// The issue, its `only_for` / `except_for` conditions and its sender.
     pub fn new(issue: Issue, audiences: Vec<Audience>, sender: Sender) -> Self {
         Self {
-            issue,
+            editions: vec![(issue, Variants::new(audiences))],
             sender,
-            variants: Variants::new(audiences),
         }
+    }
+
+    /// Adds the translations: a reader whose `language` column names one
+    /// gets it, everyone else the main edition.
+    pub fn with_translations(mut self, translations: Vec<Issue>) -> Self {
+        let audiences = self.editions[0].1.audiences().to_vec();
+        for t in translations {
+            self.editions.push((t, Variants::new(audiences.clone())));
+        }
+        self
+    }
+
+    /// The edition for a reader's `language` (`de-AT` finds `de`).
+    fn edition(&self, reader: &Recipient) -> &(Issue, Variants<PreparedIssue>) {
+        let found = reader.field("language").and_then(|lang| {
+            let base = lang.split('-').next().unwrap_or(lang);
+            [lang, base].into_iter().find_map(|l| {
+                self.editions
+                    .iter()
+                    .find(|(i, _)| i.language.eq_ignore_ascii_case(l))
+            })
+        });
+        found.unwrap_or(&self.editions[0])
     }
 
     /// The prepared issue as this reader sees it.
     pub fn for_reader(&self, reader: &Recipient) -> Arc<PreparedIssue> {
-        self.variants.get(reader, |v| {
-            let issue = variants::issue_for(&self.issue, self.variants.audiences(), v);
+        let (issue, variants) = self.edition(reader);
+        variants.get(reader, |v| {
+            let issue = variants::issue_for(issue, variants.audiences(), v);
             let rendered = crate::compose::render::render(&issue);
             PreparedIssue::new(&issue, &rendered, self.sender.clone())
         })
     }
 
-    /// How many variants were prepared so far.
+    /// How many variants were prepared so far, over all editions.
     pub fn count(&self) -> usize {
-        self.variants.count()
+        self.editions.iter().map(|(_, v)| v.count()).sum()
     }
 }
 

@@ -167,13 +167,19 @@ pub fn plan(
         .then(|| lock_issue(slug, kind, config, clock.as_ref()))
         .transpose()?;
     let loaded = &checked.loaded;
-    let variants = (!loaded.audiences.is_empty()).then(|| {
-        Arc::new(VariantMessages::new(
-            loaded.issue.clone(),
-            loaded.audiences.clone(),
-            sender.clone(),
-        ))
+    let multiple = !loaded.audiences.is_empty() || !loaded.translations.is_empty();
+    let variants = multiple.then(|| {
+        let translations = loaded.translations.iter().map(|t| t.issue.clone());
+        Arc::new(
+            VariantMessages::new(
+                loaded.issue.clone(),
+                loaded.audiences.clone(),
+                sender.clone(),
+            )
+            .with_translations(translations.collect()),
+        )
     });
+    notes.extend(language_warnings(loaded, &lists));
     let job = SendJob {
         prepared: Arc::new(PreparedIssue::new(
             &checked.loaded.issue,
@@ -244,4 +250,31 @@ fn host_name() -> String {
     std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default()
+}
+
+/// A reader whose `language` has no edition of this issue gets the main
+/// one; each such row is named by its list and line.
+fn language_warnings(loaded: &compose::manifest::LoadedIssue, lists: &[PathBuf]) -> Vec<String> {
+    let main = &loaded.issue.language;
+    let mut out = Vec::new();
+    for list in lists {
+        // An unreadable list is reported by the send itself.
+        let Ok(rows) = lists::languages(list) else {
+            continue;
+        };
+        for (line, lang) in rows {
+            if loaded.edition(&lang).is_none() {
+                out.push(format!(
+                    "warning: {}:{line}: language `{lang}` has no edition of this issue, expected one of: {}; this reader gets the main edition ({main})",
+                    list.display(),
+                    loaded
+                        .editions()
+                        .map(|e| e.issue.language.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+    }
+    out
 }

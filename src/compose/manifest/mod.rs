@@ -5,6 +5,7 @@
 //! once, each with file, line and column.
 
 pub mod raw;
+pub mod translation;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -58,6 +59,26 @@ pub struct LoadedIssue {
     pub body_files: Vec<PathBuf>,
     /// Blocks for some readers only (`only_for`, `except_for`).
     pub audiences: Vec<Audience>,
+    /// The issue in other languages (`issue.de.toml`), sorted by language;
+    /// always empty in a translation itself.
+    pub translations: Vec<LoadedIssue>,
+}
+
+impl LoadedIssue {
+    /// Every edition: the main one first, then the translations.
+    pub fn editions(&self) -> impl Iterator<Item = &LoadedIssue> {
+        std::iter::once(self).chain(&self.translations)
+    }
+
+    /// The edition in `language` (or its base language: `de-AT` finds
+    /// `de`), if the issue has one.
+    pub fn edition(&self, language: &str) -> Option<&LoadedIssue> {
+        let base = language.split('-').next().unwrap_or(language);
+        [language, base].into_iter().find_map(|l| {
+            self.editions()
+                .find(|e| e.issue.language.eq_ignore_ascii_case(l))
+        })
+    }
 }
 
 /// Field path (`subject`, `articles[1].title`, `closing.image`) to the place
@@ -126,32 +147,29 @@ pub fn parse(
     config: &Config,
     read: &ReadFile<'_>,
 ) -> Result<LoadedIssue, Diagnostics> {
+    parse_main(text, path, config, read).map(|(loaded, _)| loaded)
+}
+
+/// [`parse`], keeping the manifest as written for its translations.
+pub fn parse_main(
+    text: &str,
+    path: &Path,
+    config: &Config,
+    read: &ReadFile<'_>,
+) -> Result<(LoadedIssue, raw::RawIssue), Diagnostics> {
     let file = SourceFile::new(path, text);
     let mut out = Diagnostics::new();
     let Some(raw) = raw::read(&file, &mut out) else {
         return Err(out);
     };
-    let base_dir = path.parent().unwrap_or(Path::new("."));
-    let folder_name = std::fs::canonicalize(base_dir)
-        .ok()
-        .as_deref()
-        .unwrap_or(base_dir)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned());
-    let cx = validate::Context {
-        file: &file,
-        base_dir,
-        read,
-        config,
-        folder_name,
-    };
+    let cx = context(&file, path, config, read, None);
     let validated = validate::validate(&raw, &cx, &mut out);
     let mut locations = Locations::default();
     let audiences = audiences(&raw, &file, &mut locations, &mut out);
     match validated {
         Some((issue, mut extra)) if !out.has_errors() => {
             extra.locations.extend(locations);
-            Ok(LoadedIssue {
+            let loaded = LoadedIssue {
                 issue,
                 warnings: out,
                 locations: extra.locations,
@@ -159,6 +177,87 @@ pub fn parse(
                 source: Arc::clone(&file),
                 body_files: extra.body_files,
                 audiences,
+                translations: Vec::new(),
+            };
+            Ok((loaded, raw))
+        }
+        _ => Err(out),
+    }
+}
+
+fn context<'a>(
+    file: &'a Arc<SourceFile>,
+    path: &'a Path,
+    config: &'a Config,
+    read: &'a ReadFile<'a>,
+    edition: Option<&'a str>,
+) -> validate::Context<'a> {
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    let folder_name = std::fs::canonicalize(base_dir)
+        .ok()
+        .as_deref()
+        .unwrap_or(base_dir)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    validate::Context {
+        file,
+        base_dir,
+        read,
+        config,
+        folder_name,
+        edition,
+    }
+}
+
+/// A translation of `main` in `language`: its text over the main
+/// manifest's structure (see [`translation`]), validated like a manifest.
+pub fn parse_translation(
+    main: (&LoadedIssue, &raw::RawIssue),
+    text: &str,
+    path: &Path,
+    language: &str,
+    config: &Config,
+    read: &ReadFile<'_>,
+) -> Result<LoadedIssue, Diagnostics> {
+    let (main, main_raw) = main;
+    let file = SourceFile::new(path, text);
+    let mut out = Diagnostics::new();
+    let Some(tr) = raw::read_translation(&file, &mut out) else {
+        return Err(out);
+    };
+    if super::strings::find(language).is_none() {
+        let known: Vec<&str> = super::strings::languages().collect();
+        out.push(
+            Diagnostic::warning(format!(
+                "briefing has no words of its own in `{language}`, so its labels and links stay English; expected one of: {}, or [newsletter.editions.{language}] in config.toml",
+                known.join(", ")
+            ))
+            .at(&file, Some(0..0)),
+        );
+    }
+    let pair = translation::Pair {
+        main: main_raw,
+        main_file: &main.source,
+        tr: &tr,
+        tr_file: &file,
+    };
+    let merged = translation::merge(&pair, &mut out);
+    let cx = context(&file, path, config, read, Some(language));
+    let validated = validate::validate(&merged, &cx, &mut out);
+    match validated {
+        Some((mut issue, extra)) if !out.has_errors() => {
+            // The slug names the issue, not an edition: archive pages and
+            // calendar links of all editions hang off the same one.
+            issue.slug.clone_from(&main.issue.slug);
+            Ok(LoadedIssue {
+                issue,
+                warnings: out,
+                locations: extra.locations,
+                manifest: path.to_path_buf(),
+                source: file,
+                body_files: extra.body_files,
+                audiences: main.audiences.clone(),
+                translations: Vec::new(),
             })
         }
         _ => Err(out),
@@ -219,6 +318,39 @@ fn audiences(
 
 /// Reads and validates the manifest at `path`.
 pub fn load(path: &Path, config: &Config) -> Result<LoadedIssue, Diagnostics> {
+    let text = read_manifest(path)?;
+    // Body files stay inside the issue's folder (checked as written, in
+    // `validate`); here links are followed too, and the stylesheet may also
+    // come from the config's folder.
+    let issue_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let read = |p: &Path| -> std::io::Result<Vec<u8>> {
+        input::within(p, &[&issue_dir, &config.base_dir])
+            .and_then(|()| input::read_limited(p, input::BODY_FILE_LIMIT))
+            .map_err(|e| match e {
+                InputError::Io { source, .. } => source,
+                other => std::io::Error::other(other),
+            })
+    };
+    let (mut main, raw) = parse_main(&text, path, config, &read)?;
+    let mut problems = Diagnostics::new();
+    for (language, tr_path) in translation::find(path) {
+        let parsed = read_manifest(&tr_path).and_then(|text| {
+            parse_translation((&main, &raw), &text, &tr_path, &language, config, &read)
+        });
+        match parsed {
+            Ok(t) => main.translations.push(t),
+            Err(d) => problems.extend(d),
+        }
+    }
+    if problems.has_errors() {
+        problems.extend(main.warnings);
+        return Err(problems);
+    }
+    Ok(main)
+}
+
+/// A manifest's text, or the problem reading it.
+fn read_manifest(path: &Path) -> Result<String, Diagnostics> {
     let bytes = input::read_limited(path, input::MANIFEST_LIMIT).map_err(|e| {
         let why = match e {
             InputError::Io { source, .. } => source.to_string(),
@@ -248,17 +380,5 @@ pub fn load(path: &Path, config: &Config) -> Result<LoadedIssue, Diagnostics> {
             return Err(d);
         }
     };
-    // Body files stay inside the issue's folder (checked as written, in
-    // `validate`); here links are followed too, and the stylesheet may also
-    // come from the config's folder.
-    let issue_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let read = |p: &Path| -> std::io::Result<Vec<u8>> {
-        input::within(p, &[&issue_dir, &config.base_dir])
-            .and_then(|()| input::read_limited(p, input::BODY_FILE_LIMIT))
-            .map_err(|e| match e {
-                InputError::Io { source, .. } => source,
-                other => std::io::Error::other(other),
-            })
-    };
-    parse(&text, path, config, &read)
+    Ok(text)
 }

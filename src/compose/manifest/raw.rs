@@ -748,3 +748,163 @@ fn article(type_str: &str) -> String {
         _ => format!("a {type_str}"),
     }
 }
+
+/// Reads a translation (`issue.de.toml`): only the text a translator
+/// writes. Structure keys (times, links, images, audiences) are unknown
+/// keys here, so a translation cannot make its edition drift from the main
+/// one; everything not written is `None` and [`super::translation`] fills
+/// the structure from the main manifest.
+pub fn read_translation(file: &Arc<SourceFile>, out: &mut Diagnostics) -> Option<RawIssue> {
+    let root = match DeTable::parse(&file.text) {
+        Ok(root) => root,
+        Err(e) => {
+            out.push(
+                Diagnostic::error(format!(
+                    "not valid TOML: {}",
+                    e.message().trim().trim_end_matches('.')
+                ))
+                .at(file, e.span()),
+            );
+            return None;
+        }
+    };
+    let t = Table::new(file, root.get_ref(), root.span(), "");
+    let mut raw = RawIssue {
+        subject: t.string("subject", out),
+        preheader: t.string("preheader", out),
+        ..RawIssue::default()
+    };
+    if let Some(sections) = t.table("sections", out) {
+        if let Some(labels) = sections.table("labels", out) {
+            for key in labels.keys() {
+                if let Some(v) = labels.string(&key.value, out) {
+                    raw.labels.push((key, v));
+                }
+            }
+            labels.finish(out);
+        }
+        sections.finish(out);
+    }
+    read_translated_sections(&t, &mut raw, out);
+    t.finish(out);
+    Some(raw)
+}
+
+/// Each section's translatable keys; the rest stay `None`.
+fn read_translated_sections(t: &Table<'_, '_>, raw: &mut RawIssue, out: &mut Diagnostics) {
+    let finish = |tb: &Table<'_, '_>, out: &mut Diagnostics| {
+        tb.finish(out);
+        tb.span.clone()
+    };
+    raw.editorial = t.table("editorial", out).map(|ed| {
+        let v = RawEditorial {
+            signature: ed.string("signature", out),
+            body: ed.body(out),
+            ..RawEditorial::default()
+        };
+        (finish(&ed, out), v)
+    });
+    raw.articles = t.tables("articles", out).map(|(span, list)| {
+        let items = list
+            .iter()
+            .map(|a| {
+                let v = RawArticle {
+                    span: a.span.clone(),
+                    kicker: a.string("kicker", out),
+                    title: a.string("title", out),
+                    teaser: a.string("teaser", out),
+                    body: a.body(out),
+                    ..RawArticle::default()
+                };
+                a.finish(out);
+                v
+            })
+            .collect();
+        (span, items)
+    });
+    raw.events = t.tables("events", out).map(|(span, list)| {
+        let items = list
+            .iter()
+            .map(|e| {
+                let v = RawEvent {
+                    span: e.span.clone(),
+                    kind: e.string("kind", out),
+                    title: e.string("title", out),
+                    ..RawEvent::default()
+                };
+                e.finish(out);
+                v
+            })
+            .collect();
+        (span, items)
+    });
+    raw.news = t.tables("news", out).map(|(span, list)| {
+        let items = list
+            .iter()
+            .map(|n| {
+                let v = RawNews {
+                    span: n.span.clone(),
+                    title: n.string("title", out),
+                    body: n.body(out),
+                    ..RawNews::default()
+                };
+                n.finish(out);
+                v
+            })
+            .collect();
+        (span, items)
+    });
+    read_translated_tail(t, raw, out);
+}
+
+/// `[column]`, `[heads]` and `[closing]` of a translation.
+fn read_translated_tail(t: &Table<'_, '_>, raw: &mut RawIssue, out: &mut Diagnostics) {
+    raw.column = t.table("column", out).map(|c| {
+        let v = RawColumn {
+            kicker: c.string("kicker", out),
+            title: c.string("title", out),
+            body: c.body(out),
+            ..RawColumn::default()
+        };
+        c.finish(out);
+        (c.span.clone(), v)
+    });
+    raw.heads = t.table("heads", out).map(|h| {
+        let mut v = RawHeads {
+            call_to_action: h.string("call_to_action", out),
+            people: Vec::new(),
+        };
+        if let Some((_, people)) = h.tables("people", out) {
+            for p in &people {
+                v.people.push(RawPerson {
+                    span: p.span.clone(),
+                    role: p.string("role", out),
+                    body: p.body(out),
+                    ..RawPerson::default()
+                });
+                p.finish(out);
+            }
+        }
+        h.finish(out);
+        (h.span.clone(), v)
+    });
+    raw.closing = t.table("closing", out).map(|c| {
+        let mut v = RawClosing {
+            title: c.string("title", out),
+            body: c.body(out),
+            image: None,
+        };
+        if let Some(img) = c.table("image", out) {
+            v.image = Some((
+                img.span.clone(),
+                RawImage {
+                    alt: img.string("alt", out),
+                    ..RawImage::default()
+                },
+            ));
+            img.finish(out);
+        }
+        c.finish(out);
+        (c.span.clone(), v)
+    });
+}

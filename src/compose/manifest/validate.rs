@@ -12,7 +12,7 @@ use jiff::tz::{AmbiguousOffset, TimeZone};
 
 use super::raw::*;
 use super::{Locations, ReadFile};
-use crate::compose::markdown;
+use crate::compose::{markdown, strings};
 use crate::config::Config;
 use crate::diagnostic::{Diagnostic, Diagnostics, Severity, SourceFile, closest};
 use crate::model::strip_marks;
@@ -30,6 +30,9 @@ pub struct Context<'a> {
     pub config: &'a Config,
     /// Name of the manifest's folder, the default slug.
     pub folder_name: Option<String>,
+    /// The language of a translation being validated; `None` for the main
+    /// manifest, whose language is its own `language` or the config's.
+    pub edition: Option<&'a str>,
 }
 
 /// What validation produced besides the issue.
@@ -47,6 +50,7 @@ struct V<'a> {
     body_files: Vec<PathBuf>,
     zone_name: String,
     zone: TimeZone,
+    language: String,
 }
 
 /// Validates a raw issue; problems go to `out`, and `None` comes back when
@@ -69,6 +73,7 @@ pub fn validate(raw: &RawIssue, cx: &Context<'_>, out: &mut Diagnostics) -> Opti
         body_files: Vec::new(),
         zone_name,
         zone,
+        language: String::new(),
     };
     let issue = v.issue(raw);
     let extra = Extra {
@@ -236,9 +241,13 @@ impl V<'_> {
             "the email subject, e.g. subject = \"VW plants for sale\"",
         );
         let preheader = self.preheader(raw);
-        let language = self
-            .opt_text(&raw.language, "language", "a language tag such as `en`")
-            .unwrap_or_else(|| cfg.newsletter.language.clone());
+        let language = match self.cx.edition {
+            Some(lang) => lang.to_string(),
+            None => self
+                .opt_text(&raw.language, "language", "a language tag such as `en`")
+                .unwrap_or_else(|| cfg.newsletter.language.clone()),
+        };
+        self.language.clone_from(&language);
         let send_at = raw.send_at.as_ref().and_then(|s| {
             self.note("send_at", &s.span);
             let (name, zone) = (self.zone_name.clone(), self.zone.clone());
@@ -255,7 +264,7 @@ impl V<'_> {
         };
 
         let sections = self.sections(raw);
-        let publisher = self.publisher(slug.as_deref().unwrap_or("issue"));
+        let publisher = self.publisher(slug.as_deref().unwrap_or("issue"), &newsletter);
         Some(Issue {
             slug: slug?,
             newsletter,
@@ -525,7 +534,7 @@ impl V<'_> {
                 }
                 (Some(b), None) => {
                     self.note(field, &b.span);
-                    let slice = &self.cx.file.text[b.span.clone()];
+                    let slice = self.cx.file.text.get(b.span.clone()).unwrap_or_default();
                     let base = slice.find(b.value.as_str()).map(|i| b.span.start + i);
                     (b.value.clone(), Arc::clone(self.cx.file), base)
                 }
@@ -694,14 +703,19 @@ impl V<'_> {
         kinds
     }
 
-    /// Headings: the config's, overridden by the issue's.
+    /// Headings: the language's built-in ones, then the config's (for the
+    /// main edition `[sections.labels]`, for a translation its
+    /// `[newsletter.editions.<language>]`), then the issue's.
     fn section_labels(&mut self, raw: &RawIssue, ok: &mut bool) -> HashMap<SectionKind, String> {
-        let mut labels: HashMap<SectionKind, String> = self
-            .cx
-            .config
-            .sections
-            .labels
+        let cfg = self.cx.config;
+        let configured = match self.cx.edition {
+            None => Some(&cfg.sections.labels),
+            Some(lang) => cfg.newsletter.editions.get(lang).map(|e| &e.labels),
+        };
+        let builtin = strings::for_language(&self.language).labels;
+        let mut labels: HashMap<SectionKind, String> = builtin
             .iter()
+            .chain(configured.into_iter().flatten())
             .filter_map(|(k, v)| SectionKind::from_key(k).map(|k| (k, v.clone())))
             .collect();
         for (key, label) in &raw.labels {
@@ -1147,10 +1161,11 @@ impl V<'_> {
         })
     }
 
-    fn publisher(&mut self, slug: &str) -> Option<Publisher> {
+    fn publisher(&mut self, slug: &str, newsletter: &str) -> Option<Publisher> {
         let cfg = self.cx.config;
         let config_file = SourceFile::new(&cfg.source, "");
-        let (salutation, problems) = markdown::parse_inline(&cfg.newsletter.salutation);
+        let words = self.words(newsletter);
+        let (salutation, problems) = markdown::parse_inline(&words.salutation);
         for p in problems {
             self.out.push(
                 Diagnostic::error(p.message)
@@ -1166,22 +1181,35 @@ impl V<'_> {
             .collect();
         // Keyed by the name the zone itself reports, which is what the
         // renderers look up, whatever case the config spelt it in.
-        let zone_labels = cfg
-            .newsletter
-            .zone_labels
-            .iter()
+        let edition_zones = self
+            .cx
+            .edition
+            .and_then(|lang| cfg.newsletter.editions.get(lang))
+            .map(|e| e.zone_labels.iter().collect::<Vec<_>>())
+            .unwrap_or_default();
+        // The main edition's names are in its own language, so a
+        // translation uses only its own, else the language's CLDR name.
+        let main_zones: Vec<(&String, &String)> = match self.cx.edition {
+            Some(_) => Vec::new(),
+            None => cfg
+                .newsletter
+                .zone_labels
+                .iter()
+                .map(|(z, l)| (z.get_ref(), l.get_ref()))
+                .collect(),
+        };
+        let zone_labels = main_zones
+            .into_iter()
+            .chain(edition_zones)
             .filter_map(|(zone, label)| {
-                let tz = TimeZone::get(zone.get_ref()).ok()?;
-                Some((
-                    tz.iana_name()?.to_string(),
-                    label.get_ref().trim().to_string(),
-                ))
+                let tz = TimeZone::get(zone).ok()?;
+                Some((tz.iana_name()?.to_string(), label.trim().to_string()))
             })
             .collect();
         let stylesheet = self.stylesheet()?;
         Some(Publisher {
             postal_address: cfg.newsletter.postal_address.clone(),
-            reason: cfg.newsletter.reason.clone(),
+            reason: words.reason,
             salutation,
             web_url: format!(
                 "{}/{}/",
@@ -1191,7 +1219,31 @@ impl V<'_> {
             event_zones,
             zone_labels,
             stylesheet,
+            words: words.words,
         })
+    }
+
+    /// The edition's strings: built in for its language, the reason and
+    /// greeting from the config (`[newsletter]` for the main edition,
+    /// `[newsletter.editions.<language>]` for a translation) where it has
+    /// them.
+    fn words(&self, newsletter: &str) -> strings::Strings {
+        let cfg = &self.cx.config.newsletter;
+        let mut s = strings::for_language(&self.language);
+        s.reason = s.reason.replace("{newsletter}", newsletter);
+        match self.cx.edition {
+            None => {
+                s.reason.clone_from(&cfg.reason);
+                s.salutation.clone_from(&cfg.salutation);
+            }
+            Some(lang) => {
+                if let Some(e) = cfg.editions.get(lang) {
+                    s.reason = e.reason.clone().unwrap_or(s.reason);
+                    s.salutation = e.salutation.clone().unwrap_or(s.salutation);
+                }
+            }
+        }
+        s
     }
 
     /// The email's stylesheet: the configured file, else

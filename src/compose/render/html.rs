@@ -437,6 +437,7 @@ fn document(issue: &Issue, marks: &Marks, mode: Mode<'_>) -> Markup {
 }
 
 fn masthead(issue: &Issue, web: Option<&str>, mode: Mode<'_>) -> Markup {
+    let words = &issue.publisher.words;
     let archive = match mode {
         Mode::Email => None,
         Mode::Web(links) => links.archive,
@@ -446,17 +447,17 @@ fn masthead(issue: &Issue, web: Option<&str>, mode: Mode<'_>) -> Markup {
             td.px style=(HEAD_CELL) {
                 @if let Some(url) = web {
                     p.m style=(TOPLINE) {
-                        a href=(Txt(url)) style=(LINK_SANS) { "View in browser" }
+                        a href=(Txt(url)) style=(LINK_SANS) { (Prose(&words.view_in_browser)) }
                     }
                 }
                 @if let Some(url) = archive {
                     p.m style=(TOPLINE) {
-                        a href=(Txt(url)) style=(LINK_SANS) { "All issues" }
+                        a href=(Txt(url)) style=(LINK_SANS) { (Prose(&words.all_issues)) }
                     }
                 }
                 h1 style=(H1) { (Prose(&issue.newsletter)) }
                 p.m style=(META) {
-                    "Issue " (issue.number) " · " (timefmt::long_date(issue.date))
+                    (Prose(&words.issue)) " " (issue.number) " · " (timefmt::long_date(issue.date, &issue.language))
                 }
             }
         }
@@ -490,7 +491,7 @@ fn contents(issue: &Issue) -> Markup {
         @if !issue.sections.is_empty() {
             tr {
                 td.px style=(SECTION_CELL) {
-                    h2 style=(LABEL) { "In this issue" }
+                    h2 style=(LABEL) { (Prose(&issue.publisher.words.in_this_issue)) }
                     @for s in &issue.sections {
                         p style=(SANS_P) {
                             a href={ "#" (Txt(&s.anchor)) } style=(LINK_BOLD) { (Prose(&s.label)) }
@@ -540,7 +541,7 @@ pub fn section(section: &Section, issue: &Issue, marks: &Marks) -> Markup {
                     SectionContent::Articles(articles) => {
                         @for (i, a) in articles.iter().enumerate() {
                             @if i > 0 { hr style=(HR); }
-                            (article(a, marks))
+                            (article(a, &issue.publisher.words.by, marks))
                         }
                     }
                     SectionContent::Events(events) => {
@@ -549,7 +550,7 @@ pub fn section(section: &Section, issue: &Issue, marks: &Marks) -> Markup {
                     SectionContent::News(items) => {
                         @for n in items { (news_item(n, marks)) }
                     }
-                    SectionContent::Column(c) => (column(c, marks)),
+                    SectionContent::Column(c) => (column(c, &issue.publisher.words.by, marks)),
                     SectionContent::Heads(h) => (heads(h, marks)),
                     SectionContent::Closing(c) => (closing(c, marks)),
                 }
@@ -568,11 +569,11 @@ fn editorial(e: &Editorial, marks: &Marks) -> Markup {
     }
 }
 
-fn article(a: &Article, marks: &Marks) -> Markup {
+fn article(a: &Article, by: &str, marks: &Marks) -> Markup {
     html! {
         p.k style=(KICKER) { (Prose(&a.kicker)) }
         h2 style=(TITLE) { (target(&a.anchor)) (Prose(&a.title)) }
-        p.m style=(BYLINE) { "By " (Prose(&a.author)) }
+        p.m style=(BYLINE) { (Prose(by)) " " (Prose(&a.author)) }
         (body(&a.body, marks))
     }
 }
@@ -582,6 +583,7 @@ fn event(e: &Event, issue: &Issue) -> Markup {
         &e.start,
         &issue.publisher.event_zones,
         &issue.publisher.zone_labels,
+        &issue.language,
     );
     html! {
         p style=(EVENT_TIME) {
@@ -600,7 +602,9 @@ fn event(e: &Event, issue: &Issue) -> Markup {
             // Beside its title, so the link's purpose is clear in context.
             @if let Some(n) = calendar::number_of(issue, e) {
                 " · "
-                a href=(Txt(&calendar::event_url(issue, n))) style=(LINK_SERIF) { "Add to calendar" }
+                a href=(Txt(&calendar::event_url(issue, n))) style=(LINK_SERIF) {
+                    (Prose(&issue.publisher.words.add_to_calendar))
+                }
             }
         }
     }
@@ -632,11 +636,11 @@ fn news_item(n: &NewsItem, marks: &Marks) -> Markup {
     }
 }
 
-fn column(c: &Column, marks: &Marks) -> Markup {
+fn column(c: &Column, by: &str, marks: &Marks) -> Markup {
     html! {
         p.k style=(KICKER) { (Prose(&c.kicker)) }
         h3 style=(TITLE) { (Prose(&c.title)) }
-        p.m style=(BYLINE) { "By " (Prose(&c.author)) }
+        p.m style=(BYLINE) { (Prose(by)) " " (Prose(&c.author)) }
         (body(&c.body, marks))
     }
 }
@@ -703,6 +707,7 @@ fn image(img: &Image) -> Markup {
 
 fn footer(issue: &Issue, web: Option<&str>, marks: &Marks, mode: Mode<'_>) -> Markup {
     let p = &issue.publisher;
+    let words = &p.words;
     // Why "you" receive it is only true in a subscriber's inbox.
     let reason = matches!(mode, Mode::Email) && !p.reason.trim().is_empty();
     html! {
@@ -713,21 +718,21 @@ fn footer(issue: &Issue, web: Option<&str>, marks: &Marks, mode: Mode<'_>) -> Ma
                 }
                 @if let Some(url) = web {
                     p.m style=(FOOT_P) {
-                        a href=(Txt(url)) style=(LINK_SANS) { "View in browser" }
+                        a href=(Txt(url)) style=(LINK_SANS) { (Prose(&words.view_in_browser)) }
                     }
                 }
                 @match mode {
                     Mode::Email => {
                         p.m style=(FOOT_P) {
                             a href=(PreEscaped(marks.mark(Slot::UnsubscribeUrl))) style=(LINK_SANS) {
-                                "Unsubscribe"
+                                (Prose(&p.words.unsubscribe))
                             }
                         }
                     }
                     Mode::Web(links) => {
                         @if let Some(url) = links.subscribe.and_then(safe_url) {
                             p.m style=(FOOT_P) {
-                                a href=(Txt(url)) style=(LINK_SANS) { "Subscribe" }
+                                a href=(Txt(url)) style=(LINK_SANS) { (Prose(&p.words.subscribe)) }
                             }
                         }
                     }

@@ -15,7 +15,7 @@ use crate::compose::render::{Escape, Marks, SLOT_WRAP_WIDTH, Slot, Template, nob
 use crate::compose::timefmt;
 use crate::model::{
     Article, Block, Body, Closing, Column, Editorial, Event, Heads, Inline, Issue, NewsItem,
-    Section, SectionContent, plain_text,
+    Section, SectionContent, Words, plain_text,
 };
 
 /// Column at which prose wraps.
@@ -102,9 +102,10 @@ pub fn header(issue: &Issue, marks: &Marks, links: &mut LinkList) -> String {
     let mut title = wrap(&clean(&issue.newsletter), WIDTH, "", "");
     title.extend(wrap(
         &format!(
-            "Issue {} \u{b7} {}",
+            "{} {} \u{b7} {}",
+            issue.publisher.words.issue,
             issue.number,
-            timefmt::long_date(issue.date)
+            timefmt::long_date(issue.date, &issue.language)
         ),
         WIDTH,
         "",
@@ -131,7 +132,11 @@ pub fn contents(issue: &Issue) -> String {
     if issue.sections.is_empty() {
         return String::new();
     }
-    let mut lines = underlined(vec!["In this issue".to_string()], '-', WIDTH);
+    let mut lines = underlined(
+        vec![issue.publisher.words.in_this_issue.clone()],
+        '-',
+        WIDTH,
+    );
     lines.push(String::new());
     for s in &issue.sections {
         lines.extend(wrap(&clean(&s.label), WIDTH, "", ""));
@@ -169,12 +174,13 @@ pub fn section_with_links(
     marks: &Marks,
     links: &mut LinkList,
 ) -> String {
+    let w = &issue.publisher.words;
     let mut blocks = vec![heading(&section.label, '=')];
     match &section.content {
         SectionContent::Editorial(e) => blocks.extend(editorial(e, marks, links)),
         SectionContent::Articles(articles) => {
             for a in articles {
-                blocks.extend(article(a, marks, links));
+                blocks.extend(article(a, w, marks, links));
             }
         }
         SectionContent::Events(events) => {
@@ -187,9 +193,9 @@ pub fn section_with_links(
                 blocks.extend(news(n, marks, links));
             }
         }
-        SectionContent::Column(c) => blocks.extend(column(c, marks, links)),
+        SectionContent::Column(c) => blocks.extend(column(c, w, marks, links)),
         SectionContent::Heads(h) => blocks.extend(heads(h, marks, links)),
-        SectionContent::Closing(c) => blocks.extend(closing(c, marks, links)),
+        SectionContent::Closing(c) => blocks.extend(closing(c, w, marks, links)),
     }
     blocks.push(links.drain_lines());
     finish(join_blocks(blocks))
@@ -210,7 +216,7 @@ pub fn footer(issue: &Issue, marks: &Marks) -> String {
     }
     let mut links = view_in_browser(issue);
     // The filled URL is ~90 columns: it gets a line of its own (P1).
-    links.push("Unsubscribe:".to_string());
+    links.push(format!("{}:", p.words.unsubscribe));
     links.push(marks.mark(Slot::UnsubscribeUrl));
     let mut lines = vec!["-".repeat(WIDTH)];
     lines.extend(join_blocks(vec![identity, links]));
@@ -220,7 +226,12 @@ pub fn footer(issue: &Issue, marks: &Marks) -> String {
 /// `View in browser: URL`, wrapped so a long URL gets a line of its own.
 fn view_in_browser(issue: &Issue) -> Vec<String> {
     match safe_url(&issue.publisher.web_url) {
-        Some(url) => wrap(&format!("View in browser: {url}"), WIDTH, "", ""),
+        Some(url) => wrap(
+            &format!("{}: {url}", issue.publisher.words.view_in_browser),
+            WIDTH,
+            "",
+            "",
+        ),
         None => Vec::new(),
     }
 }
@@ -234,27 +245,27 @@ fn editorial(e: &Editorial, marks: &Marks, links: &mut LinkList) -> Vec<Vec<Stri
     ]
 }
 
-fn article(a: &Article, marks: &Marks, links: &mut LinkList) -> Vec<Vec<String>> {
+fn article(a: &Article, w: &Words, marks: &Marks, links: &mut LinkList) -> Vec<Vec<String>> {
     vec![
-        titled(&a.kicker, &a.title, &a.author),
+        titled(&a.kicker, &a.title, &w.by, &a.author),
         blocks_lines(&a.body.blocks, WIDTH, marks, links),
     ]
 }
 
-fn column(c: &Column, marks: &Marks, links: &mut LinkList) -> Vec<Vec<String>> {
+fn column(c: &Column, w: &Words, marks: &Marks, links: &mut LinkList) -> Vec<Vec<String>> {
     vec![
-        titled(&c.kicker, &c.title, &c.author),
+        titled(&c.kicker, &c.title, &w.by, &c.author),
         blocks_lines(&c.body.blocks, WIDTH, marks, links),
     ]
 }
 
 /// Kicker, underlined title and byline, as articles and the column open.
-fn titled(kicker: &str, title: &str, author: &str) -> Vec<String> {
+fn titled(kicker: &str, title: &str, by: &str, author: &str) -> Vec<String> {
     let mut lines = wrap(&clean(kicker), WIDTH, "", "");
     lines.extend(heading(title, '-'));
     let author = clean(author);
     if !author.is_empty() {
-        lines.extend(wrap(&format!("By {author}"), WIDTH, "", ""));
+        lines.extend(wrap(&format!("{by} {author}"), WIDTH, "", ""));
     }
     lines
 }
@@ -265,6 +276,7 @@ fn event(e: &Event, issue: &Issue, links: &mut LinkList) -> Vec<String> {
             &e.start,
             &issue.publisher.event_zones,
             &issue.publisher.zone_labels,
+            &issue.language,
         ),
         WIDTH,
         "",
@@ -285,7 +297,7 @@ fn event(e: &Event, issue: &Issue, links: &mut LinkList) -> Vec<String> {
     }
     lines.extend(wrap(&what, WIDTH, "", ""));
     if let Some(n) = calendar::number_of(issue, e) {
-        let mut add = "Add to calendar".to_string();
+        let mut add = issue.publisher.words.add_to_calendar.clone();
         push_reference(&mut add, links, &calendar::event_url(issue, n));
         lines.extend(wrap(&add, WIDTH, "", ""));
     }
@@ -326,7 +338,7 @@ fn heads(h: &Heads, marks: &Marks, links: &mut LinkList) -> Vec<Vec<String>> {
     blocks
 }
 
-fn closing(c: &Closing, marks: &Marks, links: &mut LinkList) -> Vec<Vec<String>> {
+fn closing(c: &Closing, w: &Words, marks: &Marks, links: &mut LinkList) -> Vec<Vec<String>> {
     let mut blocks = vec![heading(&c.title, '-')];
     // Where the HTML shows the photo; its URL is cited too, so text readers
     // can still open it. The HTML drops an image it may not link, so do we.
@@ -334,8 +346,8 @@ fn closing(c: &Closing, marks: &Marks, links: &mut LinkList) -> Vec<Vec<String>>
         && safe_url(&img.url).is_some()
     {
         let mut alt = match clean(&img.alt) {
-            a if a.is_empty() => "[Image]".to_string(),
-            a => format!("[Image: {a}]"),
+            a if a.is_empty() => format!("[{}]", w.image),
+            a => format!("[{}: {a}]", w.image),
         };
         push_reference(&mut alt, links, &img.url);
         blocks.push(wrap(&alt, WIDTH, "", ""));
