@@ -157,7 +157,98 @@ pub struct Report {
 
 /// Builds the site for `entries`, in any order.
 pub fn build(entries: &[Entry], config: &Config) -> Result<Site, ArchiveError> {
-    let mut sorted: Vec<&Entry> = entries.iter().collect();
+    build_editions(entries, &[], config)
+}
+
+/// One translation's issues, published under `<language>/` with its own
+/// index pages and feed.
+#[derive(Debug, Clone)]
+pub struct Edition {
+    /// The language tag, as in `issue.<language>.toml`.
+    pub language: String,
+    /// Its issues, in any order.
+    pub entries: Vec<Entry>,
+}
+
+/// Builds the site: the main edition at the root, each translation under
+/// its language's folder, every page linking its other editions
+/// (`hreflang`).
+pub fn build_editions(
+    main: &[Entry],
+    translations: &[Edition],
+    config: &Config,
+) -> Result<Site, ArchiveError> {
+    let main_site = SiteInfo::new(config, None);
+    let mut sites = vec![(main_site, main.iter().collect::<Vec<_>>())];
+    for t in translations {
+        sites.push((
+            SiteInfo::new(config, Some(&t.language)),
+            t.entries.iter().collect(),
+        ));
+    }
+    let alternates = Alternates::of(&sites);
+    let mut files = BTreeMap::new();
+    for (site, entries) in &sites {
+        for (path, bytes) in build_one(entries, site, &alternates, config)? {
+            let path = match site.folder {
+                Some(f) => format!("{f}/{path}"),
+                None => path,
+            };
+            files.insert(path, bytes);
+        }
+    }
+    Ok(Site { files })
+}
+
+/// Every edition's URL of each issue and of the archive itself, for the
+/// `hreflang` links between editions.
+struct Alternates {
+    /// Language and archive root URL of each edition, the main one first.
+    roots: Vec<(String, String)>,
+    /// Language and page URL of each edition of a slug.
+    issues: BTreeMap<String, Vec<(String, String)>>,
+}
+
+impl Alternates {
+    fn of(sites: &[(SiteInfo<'_>, Vec<&Entry>)]) -> Self {
+        let mut issues: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        let mut roots = Vec::new();
+        for (site, entries) in sites {
+            roots.push((site.language.to_string(), site.url("")));
+            for e in entries {
+                issues
+                    .entry(e.issue.slug.clone())
+                    .or_default()
+                    .push((site.language.to_string(), e.issue.publisher.web_url.clone()));
+            }
+        }
+        Self { roots, issues }
+    }
+
+    /// The `hreflang` links of a page that has `editions`: none when it has
+    /// only itself; else every edition and `x-default`, the main one.
+    fn links(editions: &[(String, String)]) -> Markup {
+        html! {
+            @if editions.len() > 1 {
+                @for (lang, url) in editions {
+                    link rel="alternate" hreflang=(lang) href=(url);
+                    "\n"
+                }
+                link rel="alternate" hreflang="x-default" href=(editions[0].1);
+                "\n"
+            }
+        }
+    }
+}
+
+/// One edition's pages, index and feed, with paths relative to its folder.
+fn build_one(
+    entries: &[&Entry],
+    site: &SiteInfo<'_>,
+    alternates: &Alternates,
+    config: &Config,
+) -> Result<BTreeMap<String, Vec<u8>>, ArchiveError> {
+    let mut sorted: Vec<&Entry> = entries.to_vec();
     // Newest first; the slug only breaks ties, so the order never depends
     // on how the issues were found.
     sorted.sort_by(|a, b| {
@@ -167,13 +258,17 @@ pub fn build(entries: &[Entry], config: &Config) -> Result<Site, ArchiveError> {
             &b.issue.slug,
         ))
     });
-    check_slugs(&sorted)?;
-    let site = SiteInfo::new(config);
+    check_slugs(&sorted, alternates)?;
     let mut files = BTreeMap::new();
     for e in &sorted {
+        let others = alternates
+            .issues
+            .get(&e.issue.slug)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         files.insert(
             format!("{}/index.html", e.issue.slug),
-            issue_page(&e.issue, &site).into_bytes(),
+            issue_page(&e.issue, site, others).into_bytes(),
         );
         for (path, text) in calendar::files(&e.issue) {
             files.insert(format!("{}/{path}", e.issue.slug), text.into_bytes());
@@ -184,17 +279,27 @@ pub fn build(entries: &[Entry], config: &Config) -> Result<Site, ArchiveError> {
     let count = pages.len().max(1);
     for n in 1..=count {
         let list = pages.get(n - 1).copied().unwrap_or(&[]);
-        files.insert(page_path(n), index_page(list, n, count, &site).into_bytes());
+        let roots = if n == 1 {
+            alternates.roots.as_slice()
+        } else {
+            &[]
+        };
+        files.insert(
+            page_path(n),
+            index_page(list, n, count, site, roots).into_bytes(),
+        );
     }
-    files.insert("feed.xml".to_string(), feed(&sorted, &site)?);
-    Ok(Site { files })
+    files.insert("feed.xml".to_string(), feed(&sorted, site)?);
+    Ok(files)
 }
 
-fn check_slugs(sorted: &[&Entry]) -> Result<(), ArchiveError> {
+fn check_slugs(sorted: &[&Entry], alternates: &Alternates) -> Result<(), ArchiveError> {
     let mut seen: BTreeMap<&str, &Issue> = BTreeMap::new();
     for e in sorted {
         let slug = e.issue.slug.as_str();
-        if RESERVED.contains(&slug) {
+        // A translation's folder is named after its language.
+        let is_language = alternates.roots.iter().skip(1).any(|(l, _)| l == slug);
+        if RESERVED.contains(&slug) || is_language {
             return Err(ArchiveError::ReservedSlug {
                 slug: slug.to_string(),
                 subject: e.issue.subject.clone(),
@@ -215,17 +320,24 @@ fn check_slugs(sorted: &[&Entry]) -> Result<(), ArchiveError> {
 struct SiteInfo<'a> {
     name: &'a str,
     language: &'a str,
-    /// The archive's base URL without a trailing slash.
-    base: &'a str,
+    /// A translation's folder below the archive's root (its language).
+    folder: Option<&'a str>,
+    /// This edition's base URL without a trailing slash.
+    base: String,
     subscribe: Option<&'a str>,
 }
 
 impl<'a> SiteInfo<'a> {
-    fn new(config: &'a Config) -> Self {
+    fn new(config: &'a Config, translation: Option<&'a str>) -> Self {
+        let root = config.newsletter.archive_base_url.trim_end_matches('/');
         Self {
             name: &config.newsletter.name,
-            language: &config.newsletter.language,
-            base: config.newsletter.archive_base_url.trim_end_matches('/'),
+            language: translation.unwrap_or(&config.newsletter.language),
+            folder: translation,
+            base: match translation {
+                Some(lang) => format!("{root}/{lang}"),
+                None => root.to_string(),
+            },
             subscribe: config
                 .newsletter
                 .subscribe_url
@@ -276,7 +388,7 @@ fn root_from(n: usize) -> &'static str {
     if n == 1 { "" } else { "../../" }
 }
 
-fn issue_page(issue: &Issue, site: &SiteInfo<'_>) -> String {
+fn issue_page(issue: &Issue, site: &SiteInfo<'_>, editions: &[(String, String)]) -> String {
     let html = render_web(
         issue,
         &WebLinks {
@@ -300,6 +412,7 @@ fn issue_page(issue: &Issue, site: &SiteInfo<'_>) -> String {
         "\n"
         link rel="alternate" type="application/atom+xml" title=(site.name) href="../feed.xml";
         "\n"
+        (Alternates::links(editions))
         meta property="og:type" content="article";
         "\n"
         meta property="og:site_name" content=(site.name);
@@ -339,7 +452,13 @@ nav{display:flex;justify-content:space-between;padding:16px 0;border-top:1px sol
 @media (prefers-color-scheme:dark){body{background:#000;color:#e6e6e6}main{background:#121212}\
 a{color:#8ab4f8}.m{color:#b3b3b3}}\n";
 
-fn index_page(list: &[&Entry], n: usize, count: usize, site: &SiteInfo<'_>) -> String {
+fn index_page(
+    list: &[&Entry],
+    n: usize,
+    count: usize,
+    site: &SiteInfo<'_>,
+    editions: &[(String, String)],
+) -> String {
     let root = root_from(n);
     let title = if n == 1 {
         format!("{} — archive", site.name)
@@ -358,6 +477,7 @@ fn index_page(list: &[&Entry], n: usize, count: usize, site: &SiteInfo<'_>) -> S
                 title { (title) }
                 meta name="description" content=(description);
                 link rel="canonical" href=(site.url(&page_folder(n)));
+                (Alternates::links(editions))
                 link rel="alternate" type="application/atom+xml" title=(site.name)
                     href={ (root) "feed.xml" };
                 @if let Some(href) = &newer { link rel="prev" href=(href); }

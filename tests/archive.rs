@@ -513,3 +513,112 @@ fn a_broken_draft_is_skipped_but_a_broken_sent_issue_stops_the_build() {
         "nothing was written or removed"
     );
 }
+
+/// The sample issue, which has a German edition, sent through the outbox
+/// to an English and a German reader.
+fn bilingual_world() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let c = support::cli::outbox_config(dir.path(), &[], &[]);
+    std::fs::write(
+        dir.path().join("list.csv"),
+        "email,name,plan,language\nen.reader@example.org,En Reader,free,en\nde.reader@example.org,De Reader,free,de\n",
+    )
+    .unwrap();
+    copy_dir(
+        &repo().join("issues/2025-01-17"),
+        &dir.path().join("issues/2025-01-17"),
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_briefing"))
+        .current_dir(dir.path())
+        .env_remove("BRIEFING_CONFIG")
+        .env_remove("BRIEFING_TRANSPORT")
+        .env("BRIEFING_UNSUBSCRIBE_SECRET", "s")
+        .env("BRIEFING_NOW", "2025-01-17T05:30:00Z")
+        .arg("--config")
+        .arg(&c.config)
+        .args(["send", "issues/2025-01-17/issue.toml", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let o = Command::new(env!("CARGO_BIN_EXE_briefing"))
+        .current_dir(dir.path())
+        .env_remove("BRIEFING_CONFIG")
+        .env("BRIEFING_NOW", "2025-01-18T12:00:00Z")
+        .arg("--config")
+        .arg(&c.config)
+        .args(["archive", "--out", "site"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    (dir, c.outbox)
+}
+
+/// `hreflang` → `href` of a page's alternate links.
+fn hreflangs(page: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut from = 0;
+    while let Some(at) = page[from..].find("hreflang=\"") {
+        let at = from + at;
+        let open = page[..at].rfind("<link").unwrap();
+        let lang = attr_after(page, open, "hreflang").unwrap().to_string();
+        let href = attr_after(page, open, "href").unwrap().to_string();
+        out.insert(lang, href);
+        from = at + 1;
+    }
+    out
+}
+
+#[test]
+fn each_edition_has_its_own_pages_and_feed_linked_by_hreflang() {
+    let (dir, outbox) = bilingual_world();
+    let site = dir.path().join("site");
+    let base = "https://briefing.example.org/archive";
+    let en = read(&site.join("2025-01-17/index.html"));
+    let de = read(&site.join("de/2025-01-17/index.html"));
+    assert!(en.contains("<html lang=\"en\""), "{}", &en[..200]);
+    assert!(de.contains("<html lang=\"de\""), "{}", &de[..200]);
+    let expected: BTreeMap<String, String> = [
+        ("de", format!("{base}/de/2025-01-17/")),
+        ("en", format!("{base}/2025-01-17/")),
+        ("x-default", format!("{base}/2025-01-17/")),
+    ]
+    .into_iter()
+    .map(|(l, u)| (l.to_string(), u))
+    .collect();
+    assert_eq!(hreflangs(&en), expected);
+    assert_eq!(hreflangs(&de), expected);
+    let at = de.find("<link rel=\"canonical\"").unwrap();
+    let canonical = attr_after(&de, at, "href").unwrap();
+    assert_eq!(canonical, format!("{base}/de/2025-01-17/"));
+    // The indexes link each other too.
+    let index = hreflangs(&read(&site.join("de/index.html")));
+    assert_eq!(index.get("en"), Some(&format!("{base}/")));
+    assert_eq!(index.get("de"), Some(&format!("{base}/de/")));
+
+    // The German reader's "view in browser" is the German page.
+    let eml = std::fs::read(outbox.join("2025-01-17/de.reader@example.org.eml")).unwrap();
+    let msg = mail_parser::MessageParser::default().parse(&eml).unwrap();
+    let html = msg.body_html(0).expect("an HTML part");
+    let at = html
+        .find("Im Browser ansehen")
+        .expect("a German view-in-browser link");
+    let open = html[..at].rfind("<a ").unwrap();
+    assert_eq!(attr_after(&html, open, "href"), Some(canonical));
+
+    // A feed per language, each read by an independent parser.
+    let feed = feedparser(&site.join("de/feed.xml"));
+    assert_eq!(feed["bozo"], false, "{feed:#}");
+    assert_eq!(feed["id"], format!("{base}/de/"));
+    assert_eq!(
+        feed["entries"][0]["link"],
+        format!("{base}/de/2025-01-17/"),
+        "{feed:#}"
+    );
+    let main_feed = feedparser(&site.join("feed.xml"));
+    assert_eq!(
+        main_feed["entries"][0]["link"],
+        format!("{base}/2025-01-17/")
+    );
+    // The German calendar files sit beside the German page its links name.
+    assert!(site.join("de/2025-01-17/events.ics").is_file());
+}

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use briefing::archive::{self, Entry, Standing};
+use briefing::archive::{self, Edition, Entry, Standing};
 use briefing::compose::manifest;
 use briefing::compose::variants::{self, Variant};
 use briefing::config::Config;
@@ -61,6 +61,7 @@ fn build_one(args: &ArchiveArgs, issues: &Path, config: &Config) -> CliResult {
         out.join(archive::MANIFEST_FILE).display()
     ))?;
     let mut entries = Vec::new();
+    let mut translations: Vec<Edition> = Vec::new();
     let mut broken_published = false;
     for m in &manifests {
         let loaded = match manifest::load(m, config) {
@@ -72,18 +73,35 @@ fn build_one(args: &ArchiveArgs, issues: &Path, config: &Config) -> CliResult {
             }
         };
         let rec = record(&loaded.issue.slug)?;
-        // The public page shows what every reader sees.
-        let issue = if config.archive.show_restricted {
-            loaded.issue
-        } else {
-            variants::issue_for(
-                &loaded.issue,
-                &loaded.audiences,
-                &Variant::public(&loaded.audiences),
-            )
-        };
-        if let Some(e) = archive::entry(issue, rec.as_ref(), config, args.all) {
-            entries.push(e);
+        for edition in loaded.editions() {
+            // The public page shows what every reader sees.
+            let issue = if config.archive.show_restricted {
+                edition.issue.clone()
+            } else {
+                variants::issue_for(
+                    &edition.issue,
+                    &edition.audiences,
+                    &Variant::public(&edition.audiences),
+                )
+            };
+            let Some(e) = archive::entry(issue, rec.as_ref(), config, args.all) else {
+                continue;
+            };
+            if std::ptr::eq(edition, &loaded) {
+                entries.push(e);
+            } else {
+                let language = edition.issue.language.clone();
+                match translations
+                    .iter_mut()
+                    .find(|t: &&mut Edition| t.language == language)
+                {
+                    Some(t) => t.entries.push(e),
+                    None => translations.push(Edition {
+                        language,
+                        entries: vec![e],
+                    }),
+                }
+            }
         }
     }
     if broken_published {
@@ -92,7 +110,8 @@ fn build_one(args: &ArchiveArgs, issues: &Path, config: &Config) -> CliResult {
             out.display()
         )));
     }
-    let site = archive::build(&entries, config)?;
+    translations.sort_by(|a, b| a.language.cmp(&b.language));
+    let site = archive::build_editions(&entries, &translations, config)?;
     let report = site.write(&out).context(format_args!(
         "cannot write the archive to {}",
         out.display()

@@ -1211,11 +1211,20 @@ impl V<'_> {
             postal_address: cfg.newsletter.postal_address.clone(),
             reason: words.reason,
             salutation,
-            web_url: format!(
-                "{}/{}/",
-                cfg.newsletter.archive_base_url.trim_end_matches('/'),
-                slug
-            ),
+            // A translation's page is in its language's folder of the
+            // archive (`<base>/de/<slug>/`), beside the main edition's.
+            web_url: match self.cx.edition {
+                Some(lang) => format!(
+                    "{}/{lang}/{}/",
+                    cfg.newsletter.archive_base_url.trim_end_matches('/'),
+                    slug
+                ),
+                None => format!(
+                    "{}/{}/",
+                    cfg.newsletter.archive_base_url.trim_end_matches('/'),
+                    slug
+                ),
+            },
             event_zones,
             zone_labels,
             stylesheet,
