@@ -25,7 +25,8 @@
 //! | | [`audience::lists`] | recipient lists (CSV), streamed row by row |
 //! | | [`audience::token`] | unsubscribe tokens (HMAC) and the secret keyring |
 //! | | [`audience::suppression`] | provider bounce exports and mailto requests, parsed |
-//! | compose | [`compose::manifest`] | `issue.toml` and its Markdown files into a [`model::Issue`] |
+//! | compose | [`compose::manifest`] | `issue.toml` and its Markdown files into a [`model::Issue`]; translations (`issue.<lang>.toml`) into editions |
+//! | | [`compose::strings`] | briefing's own words per language (`templates/strings/<lang>.toml`) |
 //! | | [`compose::markdown`] | Markdown bodies and merge tags into the model |
 //! | | [`compose::stylesheet`] | the `<style>` block and Gmail's limits on it |
 //! | | [`compose::render`] | HTML (maud) and text, once per issue, with per-recipient slots |
