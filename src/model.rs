@@ -557,3 +557,22 @@ pub fn plain_text(inl: &[Inline]) -> String {
     walk(inl, &mut out);
     out
 }
+
+/// A language tag's base language: `de` for `de-AT`.
+pub fn base_language(tag: &str) -> &str {
+    tag.split('-').next().unwrap_or(tag)
+}
+
+/// The item whose language tag best fits `wanted`: the same tag, else its
+/// base language (`de-AT` finds `de`), ignoring case as BCP 47 does.
+pub fn best_language_match<T>(
+    wanted: &str,
+    items: impl Iterator<Item = T> + Clone,
+    tag_of: impl Fn(&T) -> &str,
+) -> Option<T> {
+    [wanted, base_language(wanted)].into_iter().find_map(|l| {
+        items
+            .clone()
+            .find(|item| tag_of(item).eq_ignore_ascii_case(l))
+    })
+}

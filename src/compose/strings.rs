@@ -29,19 +29,13 @@ pub struct Strings {
 }
 
 /// The languages briefing has strings for.
-pub fn languages() -> impl Iterator<Item = &'static str> {
+pub fn languages() -> impl Iterator<Item = &'static str> + Clone {
     FILES.iter().map(|(l, _)| *l)
 }
 
 /// The built-in file for `language` or its base language, if there is one.
 pub fn find(language: &str) -> Option<&'static str> {
-    let base = language.split('-').next().unwrap_or(language);
-    [language, base].into_iter().find_map(|l| {
-        FILES
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(l))
-            .map(|(k, _)| *k)
-    })
+    crate::model::best_language_match(language, languages(), |k| k)
 }
 
 /// The strings for `language`, falling back to English.

@@ -55,8 +55,7 @@ pub fn long_date(d: Date, language: &str) -> String {
 
 /// Whether a language is written in the built-in English house style.
 fn is_english(language: &str) -> bool {
-    let base = language.split('-').next().unwrap_or(language);
-    base.eq_ignore_ascii_case("en")
+    crate::model::base_language(language).eq_ignore_ascii_case("en")
 }
 
 /// CLDR formats for a language other than English: ICU4X with its

@@ -395,15 +395,12 @@ impl VariantMessages {
 
     /// The edition for a reader's `language` (`de-AT` finds `de`).
     fn edition(&self, reader: &Recipient) -> &(Issue, Variants<PreparedIssue>) {
-        let found = reader.field("language").and_then(|lang| {
-            let base = lang.split('-').next().unwrap_or(lang);
-            [lang, base].into_iter().find_map(|l| {
-                self.editions
-                    .iter()
-                    .find(|(i, _)| i.language.eq_ignore_ascii_case(l))
+        reader
+            .field("language")
+            .and_then(|lang| {
+                crate::model::best_language_match(lang, self.editions.iter(), |(i, _)| &i.language)
             })
-        });
-        found.unwrap_or(&self.editions[0])
+            .unwrap_or(&self.editions[0])
     }
 
     /// The prepared issue as this reader sees it.

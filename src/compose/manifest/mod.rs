@@ -66,18 +66,14 @@ pub struct LoadedIssue {
 
 impl LoadedIssue {
     /// Every edition: the main one first, then the translations.
-    pub fn editions(&self) -> impl Iterator<Item = &LoadedIssue> {
+    pub fn editions(&self) -> impl Iterator<Item = &LoadedIssue> + Clone {
         std::iter::once(self).chain(&self.translations)
     }
 
     /// The edition in `language` (or its base language: `de-AT` finds
     /// `de`), if the issue has one.
     pub fn edition(&self, language: &str) -> Option<&LoadedIssue> {
-        let base = language.split('-').next().unwrap_or(language);
-        [language, base].into_iter().find_map(|l| {
-            self.editions()
-                .find(|e| e.issue.language.eq_ignore_ascii_case(l))
-        })
+        crate::model::best_language_match(language, self.editions(), |e| &e.issue.language)
     }
 }
 
