@@ -131,18 +131,17 @@ pub fn for_each(path: &Path, mut each: impl FnMut(Row)) -> Result<(), ListError>
     for_each_at(path, |row, _| each(row))
 }
 
-/// The `language` column of a list, row by row: the 1-based line and
-/// the value, for rows that name a language.
-pub fn languages(path: &Path) -> Result<Vec<(u64, String)>, ListError> {
-    let mut out = Vec::new();
+/// Calls `each` with the 1-based line and the `language` of every row
+/// that names one.
+pub fn for_each_language(path: &Path, mut each: impl FnMut(u64, &str)) -> Result<(), ListError> {
+    // Streamed: a list of a million readers is never held in memory.
     for_each_at(path, |row, line| {
         if let Row::Recipient(r) = row
             && let Some(lang) = r.field("language")
         {
-            out.push((line, lang.to_string()));
+            each(line, lang);
         }
-    })?;
-    Ok(out)
+    })
 }
 
 /// [`for_each`], with the 1-based line each row starts on.

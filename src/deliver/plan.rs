@@ -254,27 +254,44 @@ fn host_name() -> String {
 
 /// A reader whose `language` has no edition of this issue gets the main
 /// one; each such row is named by its list and line.
+/// Only an issue with translations is checked: without any, every reader
+/// gets the one edition and a `language` column is no news. At most
+/// [`MAX_LANGUAGE_WARNINGS`] rows are named, then a count.
 fn language_warnings(loaded: &compose::manifest::LoadedIssue, lists: &[PathBuf]) -> Vec<String> {
+    if loaded.translations.is_empty() {
+        return Vec::new();
+    }
     let main = &loaded.issue.language;
+    let known = loaded
+        .editions()
+        .map(|e| e.issue.language.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut out = Vec::new();
+    let mut more = 0u64;
     for list in lists {
         // An unreadable list is reported by the send itself.
-        let Ok(rows) = lists::languages(list) else {
-            continue;
-        };
-        for (line, lang) in rows {
-            if loaded.edition(&lang).is_none() {
-                out.push(format!(
-                    "warning: {}:{line}: language `{lang}` has no edition of this issue, expected one of: {}; this reader gets the main edition ({main})",
-                    list.display(),
-                    loaded
-                        .editions()
-                        .map(|e| e.issue.language.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
+        let _ = lists::for_each_language(list, |line, lang| {
+            if loaded.edition(lang).is_some() {
+                return;
             }
-        }
+            if out.len() < MAX_LANGUAGE_WARNINGS {
+                out.push(format!(
+                    "warning: {}:{line}: language `{lang}` has no edition of this issue, expected one of: {known}; this reader gets the main edition ({main})",
+                    list.display(),
+                ));
+            } else {
+                more += 1;
+            }
+        });
+    }
+    if more > 0 {
+        out.push(format!(
+            "warning: {more} more reader(s) name a language without an edition of this issue; they get the main edition ({main})"
+        ));
     }
     out
 }
+
+/// How many readers without an edition in their language are named one by one.
+const MAX_LANGUAGE_WARNINGS: usize = 20;
