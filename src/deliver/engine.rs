@@ -30,7 +30,8 @@ use crate::deliver::breaker::{Admit, Breaker};
 use crate::deliver::dkim::Signer;
 use crate::deliver::durable::{Syncer, Ticket};
 use crate::deliver::ledger::{
-    Counts, Delivery, DeliveryState, Ledger, LedgerError, Resumed, SendKind, SendRecord, SendState,
+    Accepted, Counts, Delivery, DeliveryState, Ledger, LedgerError, Resumed, SendKind, SendRecord,
+    SendState,
 };
 use crate::deliver::message::{Personal, PreparedIssue, VariantMessages};
 use crate::deliver::transport::{Connection, DeliveryError, Transport, outbox_name};
@@ -394,6 +395,12 @@ fn conclude(job: &SendJob, shared: Shared) -> Result<Summary, SendError> {
         .ledger
         .into_inner()
         .map_err(|_| SendError::Poisoned)?;
+    // Workers record their 250s as they stop; this catches any left over.
+    let accepted = shared
+        .accepted
+        .into_inner()
+        .map_err(|_| SendError::Poisoned)?;
+    ledger.record_accepted(&accepted)?;
     let counts = ledger.counts(slug, kind)?;
     let next_attempt = ledger.next_attempt(slug, kind)?;
     let fatal = shared.fatal.into_inner().map_err(|_| SendError::Poisoned)?;
@@ -440,9 +447,19 @@ fn conclude(job: &SendJob, shared: Shared) -> Result<Summary, SendError> {
     })
 }
 
+/// How many fresh rows a worker claims in one commit (one sync of the
+/// log, too). After a power cut (not a kill) a claimed row that was not
+/// sent yet counts as uncertain, so this bounds that count at this many
+/// per connection.
+pub const CLAIM_BATCH: usize = 8;
+
 /// What the workers share.
 struct Shared {
     ledger: Mutex<Ledger>,
+    /// Servers' 250s not yet recorded: they go into the next commit that
+    /// is made anyway (any worker's claim or mark), so a message costs one
+    /// commit, not two. A kill before it leaves those rows uncertain.
+    accepted: Mutex<Vec<Accepted>>,
     /// Makes claims durable before their final `.` (none for a dry run or a
     /// ledger without a write-ahead log).
     syncer: Option<Syncer>,
@@ -486,6 +503,7 @@ impl Shared {
         let breaker_limit = Duration::from_secs(t.outage_wait_seconds);
         Ok(Shared {
             ledger: Mutex::new(ledger),
+            accepted: Mutex::new(Vec::new()),
             syncer: wal.map(|w| Syncer::start(w, workers(job, config))),
             retries: Mutex::new(retries),
             in_flight: AtomicUsize::new(0),
@@ -509,6 +527,31 @@ impl Shared {
 
     fn ledger(&self) -> Result<std::sync::MutexGuard<'_, Ledger>, SendError> {
         self.ledger.lock().map_err(|_| SendError::Poisoned)
+    }
+
+    /// The 250s waiting to be recorded, taken out to go into a commit.
+    fn take_accepted(&self) -> Result<Vec<Accepted>, SendError> {
+        Ok(std::mem::take(
+            &mut *self.accepted.lock().map_err(|_| SendError::Poisoned)?,
+        ))
+    }
+
+    /// Records the waiting 250s now, before this worker waits or stops.
+    fn flush_accepted(&self) -> Result<(), SendError> {
+        let ledger = self.ledger()?;
+        let accepted = self.take_accepted()?;
+        ledger.record_accepted(&accepted)?;
+        Ok(())
+    }
+
+    /// How many fresh rows one claim takes: one at a time when the send is
+    /// paced, where holding rows ahead gains nothing.
+    fn claim_batch(&self) -> usize {
+        if self.pacer.interval.is_some() {
+            1
+        } else {
+            CLAIM_BATCH
+        }
     }
 
     fn stopped(&self, job: &SendJob) -> bool {
@@ -536,7 +579,7 @@ impl Shared {
 }
 
 enum Next {
-    Row(Delivery),
+    Rows(Vec<Delivery>),
     Wait(Option<Instant>),
     Done,
 }
@@ -558,25 +601,36 @@ fn next(job: &SendJob, shared: &Shared) -> Result<Next, SendError> {
     if let Some(id) = due {
         let mid = job.prepared.new_message_id();
         if let Some(d) = shared.ledger()?.claim_retry(id, mid, now)? {
-            return Ok(Next::Row(d));
+            return Ok(Next::Rows(vec![d]));
         }
     }
-    // Take one unit of --limit before claiming, and give it back if there
-    // was nothing to claim, so concurrent workers never overshoot it.
+    // Take units of --limit before claiming, and give back what was not
+    // claimed, so concurrent workers never overshoot it.
+    let want = shared.claim_batch() as u64;
     let took = shared
         .budget
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1))
-        .is_ok();
-    if took {
-        let claimed =
-            shared
-                .ledger()?
-                .claim_next(slug, job.kind, || job.prepared.new_message_id(), now)?;
-        match claimed {
-            Some(d) => return Ok(Next::Row(d)),
-            None => {
-                shared.budget.fetch_add(1, Ordering::SeqCst);
-            }
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
+            (b > 0).then(|| b - b.min(want))
+        })
+        .map_or(0, |b| b.min(want));
+    if took > 0 {
+        let claimed = {
+            let ledger = shared.ledger()?;
+            let accepted = shared.take_accepted()?;
+            ledger.claim_batch(
+                slug,
+                job.kind,
+                took as usize,
+                || job.prepared.new_message_id(),
+                now,
+                &accepted,
+            )?
+        };
+        shared
+            .budget
+            .fetch_add(took - claimed.len() as u64, Ordering::SeqCst);
+        if !claimed.is_empty() {
+            return Ok(Next::Rows(claimed));
         }
     }
     let q = shared.retries.lock().map_err(|_| SendError::Poisoned)?;
@@ -592,16 +646,19 @@ fn next(job: &SendJob, shared: &Shared) -> Result<Next, SendError> {
 
 /// Sleeps until `until` (200 ms when unknown) or until another worker
 /// changes something.
-async fn pause(shared: &Shared, until: Option<Instant>) {
+async fn pause(shared: &Shared, until: Option<Instant>) -> Result<(), SendError> {
+    // Nothing else may commit for a while: record the 250s first.
+    shared.flush_accepted()?;
     let wait = until.map_or(Duration::from_millis(200), |t| {
         t.saturating_duration_since(Instant::now())
     });
     let _ = tokio::time::timeout(wait, shared.wake.notified()).await;
+    Ok(())
 }
 
 /// What a worker does next.
 enum Step {
-    Send(Delivery),
+    Send(Vec<Delivery>),
     Again,
     Stop,
 }
@@ -614,7 +671,7 @@ async fn step(job: &SendJob, shared: &Shared) -> Result<Step, SendError> {
     let probe = match shared.breaker.admit(Instant::now()) {
         Admit::Go { probe } => probe,
         Admit::Wait(until) => {
-            pause(shared, until).await;
+            pause(shared, until).await?;
             return Ok(Step::Again);
         }
         Admit::GiveUp(reason) => {
@@ -626,19 +683,47 @@ async fn step(job: &SendJob, shared: &Shared) -> Result<Step, SendError> {
     // sees "nothing in flight" while we are between claim and send.
     shared.in_flight.fetch_add(1, Ordering::SeqCst);
     let next = next(job, shared);
-    if !matches!(next, Ok(Next::Row(_))) {
+    if !matches!(next, Ok(Next::Rows(_))) {
         shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         if probe {
             shared.breaker.cancel_probe();
         }
     }
     match next? {
-        Next::Row(d) => Ok(Step::Send(d)),
+        Next::Rows(rows) => {
+            shared
+                .in_flight
+                .fetch_add(rows.len().saturating_sub(1), Ordering::SeqCst);
+            Ok(Step::Send(rows))
+        }
         Next::Wait(until) => {
-            pause(shared, until).await;
+            pause(shared, until).await?;
             Ok(Step::Again)
         }
         Next::Done => Ok(Step::Stop),
+    }
+}
+
+/// Whether a row claimed earlier may go now.
+enum Held {
+    Go,
+    Wait(Option<Instant>),
+    Stop,
+}
+
+/// Asks the stop flag and the breaker about a row this worker holds from
+/// an earlier claim, as [`step`] does for a fresh one.
+fn admit_held(job: &SendJob, shared: &Shared) -> Result<Held, SendError> {
+    if shared.stopped(job) {
+        return Ok(Held::Stop);
+    }
+    match shared.breaker.admit(Instant::now()) {
+        Admit::Go { .. } => Ok(Held::Go),
+        Admit::Wait(until) => Ok(Held::Wait(until)),
+        Admit::GiveUp(reason) => {
+            shared.stop_with(&shared.outage, reason)?;
+            Ok(Held::Stop)
+        }
     }
 }
 
@@ -648,11 +733,16 @@ struct Claimed {
     ticket: Option<Ticket>,
 }
 
-fn claimed(shared: &Shared, d: Delivery) -> Claimed {
-    Claimed {
-        d,
-        ticket: shared.syncer.as_ref().map(Syncer::request),
-    }
+/// The rows of one claim, the first carrying the sync of that claim's
+/// commit (which covers the others, sent after it).
+fn claimed(shared: &Shared, rows: Vec<Delivery>) -> Vec<Claimed> {
+    let mut ticket = shared.syncer.as_ref().map(Syncer::request);
+    rows.into_iter()
+        .map(|d| Claimed {
+            d,
+            ticket: ticket.take(),
+        })
+        .collect()
 }
 
 async fn worker(
@@ -661,23 +751,42 @@ async fn worker(
     progress: Arc<dyn Progress>,
     mut conn: Connection,
 ) -> Result<(), SendError> {
-    let mut ahead: Option<Claimed> = None;
+    let mut held: VecDeque<Claimed> = VecDeque::new();
     let result = loop {
-        let c = match ahead.take() {
-            Some(c) => c,
-            None => match step(&job, &shared).await {
-                Ok(Step::Send(d)) => claimed(&shared, d),
+        if held.is_empty() {
+            match step(&job, &shared).await {
+                Ok(Step::Send(rows)) => held.extend(claimed(&shared, rows)),
                 Ok(Step::Again) => continue,
                 Ok(Step::Stop) => break Ok(()),
                 Err(e) => break Err(e),
-            },
+            }
+        } else {
+            match admit_held(&job, &shared) {
+                Ok(Held::Go) => {}
+                Ok(Held::Wait(until)) => {
+                    // An outage may last long: the rows go back to the queue
+                    // rather than wait claimed.
+                    let back = give_back_all(&job, &shared, &mut held);
+                    match back.and(pause(&shared, until).await) {
+                        Ok(()) => continue,
+                        Err(e) => break Err(e),
+                    }
+                }
+                Ok(Held::Stop) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        }
+        let Some(c) = held.pop_front() else {
+            continue;
         };
-        // The next row is claimed now, so the sync of its claim has a whole
-        // message's time to finish before its own final `.`.
-        ahead = match prefetch(&job, &shared) {
-            Ok(a) => a,
-            Err(e) => break Err(e),
-        };
+        // The next rows are claimed now, so the sync of their claim has a
+        // whole message's time to finish before the first one's final `.`.
+        if held.is_empty() {
+            match prefetch(&job, &shared) {
+                Ok(rows) => held.extend(rows),
+                Err(e) => break Err(e),
+            }
+        }
         let result = deliver(&job, &shared, progress.as_ref(), &mut conn, c).await;
         shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         shared.wake.notify_waiters();
@@ -685,33 +794,49 @@ async fn worker(
             break Err(e);
         }
     };
-    let given_back = match ahead {
-        Some(c) => give_back(&job, &shared, c),
-        None => Ok(()),
-    };
+    let given_back = give_back_all(&job, &shared, &mut held);
+    let flushed = shared.flush_accepted();
     conn.close().await;
     shared.wake.notify_waiters();
-    result.and(given_back)
+    result.and(given_back).and(flushed)
 }
 
-/// Claims this worker's next row ahead, when there is one at once and
+/// Claims this worker's next rows ahead, when there are some at once and
 /// nothing holds the send back; only where claims need a sync.
-fn prefetch(job: &SendJob, shared: &Shared) -> Result<Option<Claimed>, SendError> {
+fn prefetch(job: &SendJob, shared: &Shared) -> Result<Vec<Claimed>, SendError> {
     if shared.syncer.is_none() || shared.stopped(job) || !shared.breaker.is_closed() {
-        return Ok(None);
+        return Ok(Vec::new());
     }
     shared.in_flight.fetch_add(1, Ordering::SeqCst);
     match next(job, shared) {
-        Ok(Next::Row(d)) => Ok(Some(claimed(shared, d))),
+        Ok(Next::Rows(rows)) => {
+            shared
+                .in_flight
+                .fetch_add(rows.len().saturating_sub(1), Ordering::SeqCst);
+            Ok(claimed(shared, rows))
+        }
         other => {
             shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-            other.map(|_| None)
+            other.map(|_| Vec::new())
         }
     }
 }
 
-/// A row claimed ahead that the run stops before sending goes back
-/// untried, with its unit of `--limit`.
+/// Rows claimed ahead that the run does not send now go back untried,
+/// with their units of `--limit`.
+fn give_back_all(
+    job: &SendJob,
+    shared: &Shared,
+    held: &mut VecDeque<Claimed>,
+) -> Result<(), SendError> {
+    let mut first_error = Ok(());
+    for c in held.drain(..) {
+        first_error = first_error.and(give_back(job, shared, c));
+    }
+    first_error
+}
+
+/// A row claimed ahead goes back untried, with its unit of `--limit`.
 fn give_back(job: &SendJob, shared: &Shared, c: Claimed) -> Result<(), SendError> {
     shared.ledger()?.release(
         c.d.id,
@@ -743,15 +868,21 @@ async fn deliver(
     // First the claim on disk (after a reboot it alone makes the row
     // uncertain), then the mark, which needs no sync: a kill leaves it in
     // the page cache. So a kill finds a mark only where the `.` follows.
+    // The 250s other messages got since the last commit go into this one.
     let mark = move || async move {
         if let Some(t) = ticket {
             t.wait().await?;
         }
-        shared
-            .ledger
-            .lock()
-            .map_err(|_| LedgerError::Mark("the ledger lock was poisoned".into()))?
-            .mark_data(id, now)
+        let poisoned = || LedgerError::Mark("the ledger lock was poisoned".into());
+        let ledger = shared.ledger.lock().map_err(|_| poisoned())?;
+        let mut waiting = shared.accepted.lock().map_err(|_| poisoned())?;
+        let accepted = std::mem::take(&mut *waiting);
+        let marked = ledger.mark_data_recording(id, now, &accepted);
+        if marked.is_err() {
+            // Not recorded: they stay waiting for the next commit.
+            waiting.extend(accepted);
+        }
+        marked
     };
     let result = conn
         .send(&envelope, &bytes, &outbox_name(&d.recipient.email), mark)
@@ -816,8 +947,14 @@ fn settle(
     match result {
         Ok(reply) => {
             shared
-                .ledger()?
-                .set_state(d.id, DeliveryState::Sent, Some(&reply), now)?;
+                .accepted
+                .lock()
+                .map_err(|_| SendError::Poisoned)?
+                .push(Accepted {
+                    id: d.id,
+                    reply,
+                    at: now,
+                });
             shared.sent_now.fetch_add(1, Ordering::SeqCst);
             progress.event(&Event::Delivered);
         }

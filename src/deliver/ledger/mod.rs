@@ -201,6 +201,19 @@ pub struct Delivery {
     pub first_failed_at: Option<Timestamp>,
 }
 
+/// A server's 250 for one row, recorded as `sent` in the next commit
+/// that goes to the ledger anyway (a claim or a mark), not in one of its
+/// own: a kill before that commit leaves the row uncertain, never resent.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// Row id.
+    pub id: i64,
+    /// The server's reply.
+    pub reply: String,
+    /// When the reply came.
+    pub at: Timestamp,
+}
+
 /// One send's record (per issue and kind).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendRecord {
@@ -594,6 +607,21 @@ impl Ledger {
         each!(self, l => l.claim_next(issue, kind, message_id, now))
     }
 
+    /// Claims up to `n` fresh pending rows in one commit, which also
+    /// records `accepted` as sent; suppressed addresses are marked on the
+    /// way. Fewer than `n` means the queue has no more fresh rows now.
+    pub fn claim_batch(
+        &self,
+        issue: &str,
+        kind: SendKind,
+        n: usize,
+        message_id: impl Fn() -> String,
+        now: Timestamp,
+        accepted: &[Accepted],
+    ) -> Result<Vec<Delivery>, LedgerError> {
+        each!(self, l => l.claim_batch(issue, kind, n, message_id, now, accepted))
+    }
+
     /// Claims a pending row for a retry by id, keeping the first try's
     /// Message-ID; an address suppressed since is marked `suppressed`.
     pub fn claim_retry(
@@ -627,7 +655,26 @@ impl Ledger {
 
     /// Records a claimed row's end-of-data mark: its final `.` is next.
     pub fn mark_data(&self, id: i64, now: Timestamp) -> Result<(), LedgerError> {
-        each!(self, l => l.mark_data(id, now))
+        self.mark_data_recording(id, now, &[])
+    }
+
+    /// [`Self::mark_data`], with `accepted` recorded as sent in the same
+    /// commit.
+    pub fn mark_data_recording(
+        &self,
+        id: i64,
+        now: Timestamp,
+        accepted: &[Accepted],
+    ) -> Result<(), LedgerError> {
+        each!(self, l => l.mark_data_recording(id, now, accepted))
+    }
+
+    /// Records `accepted` as sent, in one commit.
+    pub fn record_accepted(&self, accepted: &[Accepted]) -> Result<(), LedgerError> {
+        if accepted.is_empty() {
+            return Ok(());
+        }
+        each!(self, l => l.record_accepted(accepted))
     }
 
     /// A handle that makes this ledger's commits durable against power

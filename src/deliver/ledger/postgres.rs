@@ -22,8 +22,8 @@ use jiff::Timestamp;
 use postgres::{Client, NoTls};
 
 use super::{
-    Counts, Deferral, Delivery, DeliveryState, Failure, LedgerError, NewSuppression, PgTarget,
-    Resumed, SendKind, SendRecord, SendState, Suppression, decode_fields, encode_fields,
+    Accepted, Counts, Deferral, Delivery, DeliveryState, Failure, LedgerError, NewSuppression,
+    PgTarget, Resumed, SendKind, SendRecord, SendState, Suppression, decode_fields, encode_fields,
 };
 use crate::audience::recipient::{Recipient, address_key};
 
@@ -377,9 +377,8 @@ impl PgLedger {
         result
     }
 
-    /// Claims the next fresh pending row with `FOR UPDATE SKIP LOCKED`, so
-    /// claims from several processes never wait for or take the same row;
-    /// suppressed addresses are marked `suppressed` on the way.
+    /// Claims the next fresh pending row (never tried); rows other hosts
+    /// hold are skipped, suppressed addresses marked on the way.
     pub fn claim_next(
         &self,
         issue: &str,
@@ -387,32 +386,59 @@ impl PgLedger {
         message_id: impl Fn() -> String,
         now: Timestamp,
     ) -> Result<Option<Delivery>, LedgerError> {
+        Ok(self
+            .claim_batch(issue, kind, 1, message_id, now, &[])?
+            .pop())
+    }
+
+    /// Claims up to `n` fresh pending rows with `FOR UPDATE SKIP LOCKED`,
+    /// so claims from several processes never wait for or take the same
+    /// row, in one transaction that also records `accepted` as sent.
+    pub fn claim_batch(
+        &self,
+        issue: &str,
+        kind: SendKind,
+        n: usize,
+        message_id: impl Fn() -> String,
+        now: Timestamp,
+        accepted: &[Accepted],
+    ) -> Result<Vec<Delivery>, LedgerError> {
         let (issue, kind_s, now_s) = (issue.to_string(), kind.as_str(), now.to_string());
-        let (mid, run) = (message_id(), self.run_id.clone());
+        // Message-IDs come from the caller's generator, which stays on this
+        // thread; the database thread gets them made.
+        let ids: Vec<String> = (0..n).map(|_| message_id()).collect();
+        let (run, accepted) = (self.run_id.clone(), accepted.to_vec());
         let real = kind == SendKind::Real;
+        let limit = i64::try_from(n).unwrap_or(i64::MAX);
         self.conn.call(move |c| {
-            loop {
-                let mut tx = c.transaction()?;
-                let Some(row) = tx.query_opt(
+            let mut tx = c.transaction()?;
+            record_accepted_on(&mut tx, &accepted)?;
+            let mut ids = ids.into_iter();
+            let mut claimed = Vec::with_capacity(n);
+            while claimed.len() < n {
+                let left = limit - claimed.len() as i64;
+                let rows = tx.query(
                     "SELECT d.id, EXISTS (SELECT 1 FROM suppressions s WHERE s.email_key = d.email_key)
                      FROM deliveries d
                      WHERE d.issue = $1 AND d.kind = $2 AND d.state = 'pending' AND d.attempts = 0
-                     ORDER BY d.id LIMIT 1 FOR UPDATE SKIP LOCKED",
-                    &[&issue, &kind_s],
-                )?
-                else {
-                    return Ok(None);
-                };
-                let (id, suppressed): (i64, bool) = (row.get(0), row.get(1));
-                if suppressed && real {
-                    set_state_on(&mut tx, id, DeliveryState::Suppressed, Some("on the suppression list"), &now_s)?;
-                    tx.commit()?;
-                    continue;
+                     ORDER BY d.id LIMIT $3 FOR UPDATE SKIP LOCKED",
+                    &[&issue, &kind_s, &left],
+                )?;
+                if rows.is_empty() {
+                    break;
                 }
-                let d = claim_on(&mut tx, id, &mid, &now_s, &run)?;
-                tx.commit()?;
-                return Ok(d);
+                for row in rows {
+                    let (id, suppressed): (i64, bool) = (row.get(0), row.get(1));
+                    if suppressed && real {
+                        set_state_on(&mut tx, id, DeliveryState::Suppressed, Some("on the suppression list"), &now_s)?;
+                        continue;
+                    }
+                    let mid = ids.next().unwrap_or_default();
+                    claimed.extend(claim_on(&mut tx, id, &mid, &now_s, &run)?);
+                }
             }
+            tx.commit()?;
+            Ok(claimed)
         })
     }
 
@@ -495,15 +521,24 @@ impl PgLedger {
         )
     }
 
-    /// Records a claimed row's end-of-data mark; refuses (so the `.` is
-    /// never written) when this run no longer holds the row.
-    pub fn mark_data(&self, id: i64, now: Timestamp) -> Result<(), LedgerError> {
-        let (now, run) = (now.to_string(), self.run_id.clone());
+    /// Records a claimed row's end-of-data mark, only while this run still
+    /// holds the row, with `accepted` recorded as sent in the same commit.
+    pub fn mark_data_recording(
+        &self,
+        id: i64,
+        now: Timestamp,
+        accepted: &[Accepted],
+    ) -> Result<(), LedgerError> {
+        let (now, run, accepted) = (now.to_string(), self.run_id.clone(), accepted.to_vec());
         let n = self.conn.call(move |c| {
-            c.execute(
+            let mut tx = c.transaction()?;
+            record_accepted_on(&mut tx, &accepted)?;
+            let n = tx.execute(
                 "UPDATE deliveries SET data_at = $2 WHERE id = $1 AND state = 'sending' AND run_id = $3",
                 &[&id, &now, &run],
-            )
+            )?;
+            tx.commit()?;
+            Ok(n)
         })?;
         if n == 0 {
             return Err(LedgerError::Mark(
@@ -512,6 +547,16 @@ impl PgLedger {
             ));
         }
         Ok(())
+    }
+
+    /// Records `accepted` as sent, in one transaction.
+    pub fn record_accepted(&self, accepted: &[Accepted]) -> Result<(), LedgerError> {
+        let accepted = accepted.to_vec();
+        self.conn.call(move |c| {
+            let mut tx = c.transaction()?;
+            record_accepted_on(&mut tx, &accepted)?;
+            tx.commit()
+        })
     }
 
     /// Records a temporary failure to be retried in this run.
@@ -937,4 +982,21 @@ fn claim_on(
         token: r.get(4),
         first_failed_at: first_failed.and_then(|t| t.parse().ok()),
     }))
+}
+
+/// Records each accepted row as sent inside `tx`.
+fn record_accepted_on(
+    tx: &mut postgres::Transaction<'_>,
+    accepted: &[Accepted],
+) -> Result<(), postgres::Error> {
+    for a in accepted {
+        set_state_on(
+            tx,
+            a.id,
+            DeliveryState::Sent,
+            Some(&a.reply),
+            &a.at.to_string(),
+        )?;
+    }
+    Ok(())
 }

@@ -7,11 +7,20 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    Counts, Deferral, Delivery, DeliveryRow, DeliveryState, Dump, Failure, LedgerError,
+    Accepted, Counts, Deferral, Delivery, DeliveryRow, DeliveryState, Dump, Failure, LedgerError,
     NewSuppression, Resumed, SendKind, SendRecord, SendRow, SendState, Suppression, boot_id,
     decode_fields, encode_fields,
 };
 use crate::audience::recipient::{Recipient, address_key};
+
+/// A fresh pending row as a claim reads it.
+struct FreshRow {
+    id: i64,
+    email: String,
+    name: String,
+    fields: String,
+    suppressed: bool,
+}
 
 /// An open SQLite ledger.
 pub struct SqliteLedger {
@@ -360,46 +369,94 @@ impl SqliteLedger {
         message_id: impl Fn() -> String,
         now: Timestamp,
     ) -> Result<Option<Delivery>, LedgerError> {
-        loop {
-            let next: Option<(i64, String, String, String, String, bool)> = self
-                .conn
-                .prepare_cached(
-                    "SELECT d.id, d.email, d.name, d.fields, d.email_key,
-                            EXISTS (SELECT 1 FROM suppressions s WHERE s.email_key = d.email_key)
-                     FROM deliveries d
-                     WHERE d.issue = ?1 AND d.kind = ?2 AND d.state = 'pending' AND d.attempts = 0
-                     ORDER BY d.id LIMIT 1",
-                )
-                .and_then(|mut stmt| {
-                    stmt.query_row(params![issue, kind.as_str()], |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get(1)?,
-                            r.get(2)?,
-                            r.get(3)?,
-                            r.get(4)?,
-                            r.get(5)?,
-                        ))
-                    })
-                    .optional()
-                })
-                .map_err(|e| self.err(e))?;
-            let Some((id, email, name, fields, _key, suppressed)) = next else {
-                return Ok(None);
-            };
-            if suppressed && kind == SendKind::Real {
-                self.set_state(
-                    id,
-                    DeliveryState::Suppressed,
-                    Some("on the suppression list"),
-                    now,
-                )?;
-                continue;
+        Ok(self
+            .claim_batch(issue, kind, 1, message_id, now, &[])?
+            .pop())
+    }
+
+    /// Claims up to `n` fresh pending rows in one commit that also records
+    /// `accepted` as sent; suppressed addresses are marked on the way.
+    pub fn claim_batch(
+        &self,
+        issue: &str,
+        kind: SendKind,
+        n: usize,
+        message_id: impl Fn() -> String,
+        now: Timestamp,
+        accepted: &[Accepted],
+    ) -> Result<Vec<Delivery>, LedgerError> {
+        // IMMEDIATE: the commit writes anyway, and taking the write lock
+        // first means no other process can slip a write in between the
+        // select and the update (which would fail the upgrade at once).
+        let tx = rusqlite::Transaction::new_unchecked(
+            &self.conn,
+            rusqlite::TransactionBehavior::Immediate,
+        )
+        .map_err(|e| self.err(e))?;
+        self.record_accepted_in(accepted)?;
+        let mut claimed = Vec::with_capacity(n);
+        while claimed.len() < n {
+            let rows = self.fresh_rows(issue, kind, n - claimed.len())?;
+            if rows.is_empty() {
+                break;
             }
-            return self
-                .claim(id, email, name, fields, 0, message_id(), now)
-                .map(Some);
+            for FreshRow {
+                id,
+                email,
+                name,
+                fields,
+                suppressed,
+            } in rows
+            {
+                if suppressed && kind == SendKind::Real {
+                    self.set_state(
+                        id,
+                        DeliveryState::Suppressed,
+                        Some("on the suppression list"),
+                        now,
+                    )?;
+                    continue;
+                }
+                claimed.push(self.claim(id, email, name, fields, 0, message_id(), now)?);
+            }
         }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(claimed)
+    }
+
+    /// The first `n` fresh pending rows, each with whether its address is
+    /// suppressed.
+    fn fresh_rows(
+        &self,
+        issue: &str,
+        kind: SendKind,
+        n: usize,
+    ) -> Result<Vec<FreshRow>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT d.id, d.email, d.name, d.fields,
+                        EXISTS (SELECT 1 FROM suppressions s WHERE s.email_key = d.email_key)
+                 FROM deliveries d
+                 WHERE d.issue = ?1 AND d.kind = ?2 AND d.state = 'pending' AND d.attempts = 0
+                 ORDER BY d.id LIMIT ?3",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(
+                params![issue, kind.as_str(), i64::try_from(n).unwrap_or(i64::MAX)],
+                |r| {
+                    Ok(FreshRow {
+                        id: r.get(0)?,
+                        email: r.get(1)?,
+                        name: r.get(2)?,
+                        fields: r.get(3)?,
+                        suppressed: r.get(4)?,
+                    })
+                },
+            )
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
     /// Claims a row for a retry by id (it must be pending). The retry keeps
@@ -539,18 +596,46 @@ impl SqliteLedger {
         Ok(n as u64)
     }
 
-    /// Records a claimed row's end-of-data mark: its final `.` is about to
-    /// be written. A commit at `synchronous=NORMAL`, so quick, and durable
-    /// against a kill, which is all a mark needs: after a reboot the claim
-    /// decides (see [`super::Ledger::begin_on_boot`]).
-    pub fn mark_data(&self, id: i64, now: Timestamp) -> Result<(), LedgerError> {
-        // Cached, like the claim and the answer: three commits a message.
+    /// Records a claimed row's end-of-data mark (its final `.` is about to
+    /// be written) and `accepted` as sent, in one commit at
+    /// `synchronous=NORMAL`: quick, and durable against a kill, which is
+    /// all a mark needs. After a reboot the claim decides (see
+    /// [`super::Ledger::begin_on_boot`]).
+    pub fn mark_data_recording(
+        &self,
+        id: i64,
+        now: Timestamp,
+        accepted: &[Accepted],
+    ) -> Result<(), LedgerError> {
+        let tx = (!accepted.is_empty())
+            .then(|| self.conn.unchecked_transaction())
+            .transpose()
+            .map_err(|e| self.err(e))?;
+        self.record_accepted_in(accepted)?;
         self.conn
             .prepare_cached(
                 "UPDATE deliveries SET data_at = ?2 WHERE id = ?1 AND state = 'sending'",
             )
             .and_then(|mut stmt| stmt.execute(params![id, now.to_string()]))
             .map_err(|e| self.err(e))?;
+        if let Some(tx) = tx {
+            tx.commit().map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Records `accepted` as sent, in one commit.
+    pub fn record_accepted(&self, accepted: &[Accepted]) -> Result<(), LedgerError> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        self.record_accepted_in(accepted)?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Records `accepted` as sent inside the caller's transaction.
+    fn record_accepted_in(&self, accepted: &[Accepted]) -> Result<(), LedgerError> {
+        for a in accepted {
+            self.set_state(a.id, DeliveryState::Sent, Some(&a.reply), a.at)?;
+        }
         Ok(())
     }
 
