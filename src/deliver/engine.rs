@@ -859,7 +859,7 @@ async fn deliver(
     c: Claimed,
 ) -> Result<(), SendError> {
     let Claimed { d, ticket } = c;
-    let (envelope, bytes) = match build(job, shared, &d) {
+    let (envelope, signature, bytes) = match build(job, shared, &d) {
         Ok(m) => m,
         Err(reason) => return fail(job, shared, progress, &d, reason),
     };
@@ -885,13 +885,23 @@ async fn deliver(
         marked
     };
     let result = conn
-        .send(&envelope, &bytes, &outbox_name(&d.recipient.email), mark)
+        .send(
+            &envelope,
+            &[&signature, &bytes],
+            &outbox_name(&d.recipient.email),
+            mark,
+        )
         .await;
     settle(job, shared, progress, d, result)
 }
 
-/// The recipient's signed message and its envelope, or why there is none.
-fn build(job: &SendJob, shared: &Shared, d: &Delivery) -> Result<(Envelope, Vec<u8>), String> {
+/// The recipient's envelope, DKIM-Signature fields (empty when unsigned)
+/// and message, or why there is none.
+fn build(
+    job: &SendJob,
+    shared: &Shared,
+    d: &Delivery,
+) -> Result<(Envelope, Vec<u8>, Vec<u8>), String> {
     let cfg = &shared.unsubscribe_base;
     // The token recorded at import, not a fresh one: after a secret rotation
     // a resumed send must still hand out the token the ledger can look up.
@@ -917,17 +927,17 @@ fn build(job: &SendJob, shared: &Shared, d: &Delivery) -> Result<(Envelope, Vec<
             test: job.kind == SendKind::Test,
         })
         .map_err(|e| e.to_string())?;
-    let bytes = match &job.signer {
+    let signature = match &job.signer {
         Some(s) => s
-            .sign(&bytes, now)
+            .signature(&bytes, now)
             .map_err(|e| format!("DKIM signing failed: {e}"))?,
-        None => bytes,
+        None => Vec::new(),
     };
     let to =
         crate::deliver::message::wire_address(&d.recipient.email).map_err(|e| e.to_string())?;
     let envelope = Envelope::new(Some(shared.envelope_from.clone()), vec![to])
         .map_err(|e| format!("invalid envelope: {e}"))?;
-    Ok((envelope, bytes))
+    Ok((envelope, signature, bytes))
 }
 
 /// Records the transport's answer for one row.

@@ -374,11 +374,12 @@ impl Connection {
     /// (and awaited) just before the message becomes deliverable: before
     /// SMTP's final `.`, before sendmail gets it. Outbox files are
     /// rewritten under the same name on a retry, so they need no mark.
-    /// Returns the server's reply.
+    /// `message` comes in pieces written one after the other (the DKIM
+    /// fields, then the message they sign). Returns the server's reply.
     pub async fn send<F, Fut, E>(
         &mut self,
         envelope: &Envelope,
-        message: &[u8],
+        message: &[&[u8]],
         name: &str,
         mark: F,
     ) -> Result<String, DeliveryError>
@@ -392,7 +393,7 @@ impl Connection {
             Connection::Outbox(dir) => write_outbox(dir, name, message).await,
             Connection::Sendmail(path) => {
                 mark().await.map_err(unmarked)?;
-                sendmail(path, envelope, message).await
+                sendmail(path, envelope, &message.concat()).await
             }
             Connection::Smtp(session) => session.send(envelope, message, mark).await,
         }
@@ -468,7 +469,7 @@ impl SmtpSession {
     async fn send<F, Fut, E>(
         &mut self,
         envelope: &Envelope,
-        message: &[u8],
+        message: &[&[u8]],
         mark: F,
     ) -> Result<String, DeliveryError>
     where
@@ -577,7 +578,7 @@ impl SmtpSession {
 /// connection pipelines, and the buffer for its DATA.
 struct Tx<'a> {
     envelope: &'a Envelope,
-    message: &'a [u8],
+    message: &'a [&'a [u8]],
     pipelining: bool,
     data: &'a mut String,
 }
@@ -620,18 +621,22 @@ where
         .into_iter()
         .chain(envelope.to())
         .all(|a| AsRef::<str>::as_ref(a).is_ascii());
-    let text = std::str::from_utf8(message)
-        .ok()
-        .filter(|t| t.is_ascii() && ascii_envelope);
-    let Some(text) = text else {
+    let text: Option<Vec<&str>> = message
+        .iter()
+        .map(|piece| std::str::from_utf8(piece).ok().filter(|t| t.is_ascii()))
+        .collect();
+    let Some(text) = text.filter(|_| ascii_envelope) else {
         *phase = Phase::Marking;
         mark().await.map_err(|e| TxError::Unmarked(e.to_string()))?;
         *phase = Phase::Content;
-        return c.send(envelope, message).await.map_err(TxError::Smtp);
+        return c
+            .send(envelope, &message.concat())
+            .await
+            .map_err(TxError::Smtp);
     };
     // Stuffed before the envelope goes out, so only the write itself lies
     // between the mark and the final `.`.
-    dot_stuff(text, data);
+    dot_stuff(&text, data);
     if pipelining {
         pipelined_envelope(c, envelope).await?;
     } else {
@@ -699,27 +704,32 @@ impl std::fmt::Display for Verbatim<'_> {
     }
 }
 
-/// `text` as DATA content in `out`: lines starting with `.` get a second
-/// one (RFC 5321 §4.5.2), then the end marker.
+/// The pieces of `text`, one after the other, as DATA content in `out`:
+/// lines starting with `.` get a second one (RFC 5321 §4.5.2), then the
+/// end marker.
 ///
 /// `out` is sized once up front, and only line-initial dots are searched
 /// for (`\n.` with a SIMD pair search): the former per-line search and
 /// the doubling growth of a fresh string were a tenth of a send's CPU.
-fn dot_stuff(text: &str, out: &mut String) {
+fn dot_stuff(text: &[&str], out: &mut String) {
     out.clear();
-    let dots = memchr::memmem::find_iter(text.as_bytes(), b"\n.");
-    out.reserve(text.len() + 8 + text.len() / 64);
-    let mut start = 0;
-    if text.starts_with('.') {
-        out.push('.');
+    let len: usize = text.iter().map(|t| t.len()).sum();
+    out.reserve(len + 8 + len / 64);
+    let mut line_start = true;
+    for piece in text.iter().filter(|t| !t.is_empty()) {
+        if line_start && piece.starts_with('.') {
+            out.push('.');
+        }
+        let mut start = 0;
+        for nl in memchr::memmem::find_iter(piece.as_bytes(), b"\n.") {
+            out.push_str(&piece[start..=nl]);
+            out.push('.');
+            start = nl + 1;
+        }
+        out.push_str(&piece[start..]);
+        line_start = piece.ends_with('\n');
     }
-    for nl in dots {
-        out.push_str(&text[start..=nl]);
-        out.push('.');
-        start = nl + 1;
-    }
-    out.push_str(&text[start..]);
-    if !text.ends_with("\r\n") {
+    if !out.ends_with("\r\n") {
         out.push_str("\r\n");
     }
     out.push_str(".\r\n");
@@ -1040,14 +1050,16 @@ fn hello_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-async fn write_outbox(dir: &Path, name: &str, message: &[u8]) -> Result<String, DeliveryError> {
+async fn write_outbox(dir: &Path, name: &str, message: &[&[u8]]) -> Result<String, DeliveryError> {
     let fatal = |e: std::io::Error| {
         DeliveryError::Fatal(format!("cannot write to the outbox {}: {e}", dir.display()))
     };
     tokio::fs::create_dir_all(dir).await.map_err(fatal)?;
     let file = dir.join(format!("{name}.eml"));
     let tmp = dir.join(format!(".{name}.eml.tmp"));
-    tokio::fs::write(&tmp, message).await.map_err(fatal)?;
+    tokio::fs::write(&tmp, message.concat())
+        .await
+        .map_err(fatal)?;
     tokio::fs::rename(&tmp, &file).await.map_err(fatal)?;
     Ok(format!("written to {}", file.display()))
 }
@@ -1095,13 +1107,19 @@ mod tests {
     fn dot_stuffing_doubles_leading_dots_and_ends_the_data() {
         let stuffed = |t: &str| {
             let mut out = "left over from the last message".to_string();
-            dot_stuff(t, &mut out);
+            dot_stuff(&[t], &mut out);
             out
         };
         assert_eq!(stuffed("a\r\n.b\r\n..c\r\n"), "a\r\n..b\r\n...c\r\n.\r\n");
         assert_eq!(stuffed(".x"), "..x\r\n.\r\n");
         assert_eq!(stuffed(".\r\n.\r\n"), "..\r\n..\r\n.\r\n");
         assert_eq!(stuffed(""), "\r\n.\r\n");
+        // A piece that starts a line is stuffed like the rest.
+        let mut out = String::new();
+        dot_stuff(&["DKIM: x\r\n", ".y\r\n"], &mut out);
+        assert_eq!(out, "DKIM: x\r\n..y\r\n.\r\n");
+        dot_stuff(&["a", ".b\r\n", ""], &mut out);
+        assert_eq!(out, "a.b\r\n.\r\n");
     }
 
     #[test]
