@@ -613,6 +613,9 @@ fn assert_eml_lines_are_crlf_short_and_7bit(eml: &[u8]) {
         String::from_utf8_lossy(header_block(eml))
     );
     assert!(eml.iter().all(u8::is_ascii), "the message is not 7-bit");
+    // RFC 5322 §2.3 allows no NUL in a message (the bodies are built in the
+    // place of NUL-marked stand-ins).
+    assert!(!eml.contains(&0), "the message holds a NUL byte");
     for (n, line) in eml.split(|b| *b == b'\n').enumerate() {
         let Some(line) = line.strip_suffix(b"\r") else {
             // Only the very end may lack a CR (no trailing newline at all).

@@ -37,7 +37,18 @@ pub enum MessageError {
     /// lettre refused to build the message.
     #[error("cannot build the message: {0}")]
     Build(#[from] lettre::error::Error),
+    /// lettre's frame of the message lost a body's place-holder.
+    #[error("cannot build the message: the {0} body has no place in lettre's output")]
+    Frame(&'static str),
 }
+
+/// Stand-ins for the two bodies while lettre lays out the message: the
+/// bodies are then written straight into the message in their place, so a
+/// 95 KB message is built in one buffer of the right size instead of being
+/// copied from two body buffers into one that lettre grows from empty.
+/// NUL cannot occur in lettre's headers or MIME part headers.
+const TEXT_SLOT: &[u8] = b"\0briefing text body\0";
+const HTML_SLOT: &[u8] = b"\0briefing html body\0";
 
 /// Header identity shared by every message of a newsletter.
 #[derive(Debug, Clone)]
@@ -230,19 +241,40 @@ impl PreparedIssue {
                 f.clone(),
             ));
         }
-        let mut text = Vec::with_capacity(self.text.len_hint());
-        self.text.write(p.recipient, p.unsubscribe_url, &mut text);
-        let mut html = Vec::with_capacity(self.html.len_hint());
-        self.html.write(p.recipient, p.unsubscribe_url, &mut html);
         let alt = MultiPart::alternative()
             .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(
-                Body::dangerous_pre_encoded(text, ContentTransferEncoding::QuotedPrintable),
+                Body::dangerous_pre_encoded(
+                    TEXT_SLOT.to_vec(),
+                    ContentTransferEncoding::QuotedPrintable,
+                ),
             ))
             .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(
-                Body::dangerous_pre_encoded(html, ContentTransferEncoding::QuotedPrintable),
+                Body::dangerous_pre_encoded(
+                    HTML_SLOT.to_vec(),
+                    ContentTransferEncoding::QuotedPrintable,
+                ),
             ));
-        Ok(b.multipart(alt)?.formatted())
+        let frame = b.multipart(alt)?.formatted();
+        let (text, html) = slots(&frame)?;
+        let mut out = Vec::with_capacity(frame.len() + self.text.len_hint() + self.html.len_hint());
+        out.extend_from_slice(&frame[..text]);
+        self.text.write(p.recipient, p.unsubscribe_url, &mut out);
+        out.extend_from_slice(&frame[text + TEXT_SLOT.len()..html]);
+        self.html.write(p.recipient, p.unsubscribe_url, &mut out);
+        out.extend_from_slice(&frame[html + HTML_SLOT.len()..]);
+        Ok(out)
     }
+}
+
+/// Where the text and the HTML stand-ins are in lettre's frame, looked
+/// for only after the message header (which holds the subject and names).
+fn slots(frame: &[u8]) -> Result<(usize, usize), MessageError> {
+    use memchr::memmem::find;
+    let body = find(frame, b"\r\n\r\n").ok_or(MessageError::Frame("text"))? + 4;
+    let text = body + find(&frame[body..], TEXT_SLOT).ok_or(MessageError::Frame("text"))?;
+    let after = text + TEXT_SLOT.len();
+    let html = after + find(&frame[after..], HTML_SLOT).ok_or(MessageError::Frame("HTML"))?;
+    Ok((text, html))
 }
 
 /// The `List-Unsubscribe` value: the https URL first (RFC 8058 one-click),
@@ -446,6 +478,20 @@ mod tests {
         let m = mailbox(Some("Anna Müller"), "anna@bücher.example").unwrap();
         assert_eq!(m.email.to_string(), "anna@xn--bcher-kva.example");
         assert!(wire_address("not an address").is_err());
+    }
+
+    #[test]
+    fn a_frame_without_its_stand_ins_is_an_error_not_a_panic() {
+        assert!(matches!(
+            slots(b"To: x\r\n\r\nbody"),
+            Err(MessageError::Frame("text"))
+        ));
+        let mut frame = b"Subject: x\r\n\r\n".to_vec();
+        frame.extend_from_slice(TEXT_SLOT);
+        assert!(matches!(slots(&frame), Err(MessageError::Frame("HTML"))));
+        frame.extend_from_slice(b"\r\n--b\r\n");
+        frame.extend_from_slice(HTML_SLOT);
+        assert_eq!(slots(&frame).unwrap(), (14, 14 + TEXT_SLOT.len() + 7));
     }
 
     #[test]
