@@ -438,12 +438,7 @@ impl SqliteLedger {
             } in rows
             {
                 if suppressed && kind == SendKind::Real {
-                    self.set_state(
-                        id,
-                        DeliveryState::Suppressed,
-                        Some("on the suppression list"),
-                        now,
-                    )?;
+                    self.skip_suppressed(id, now)?;
                     continue;
                 }
                 claimed.push(self.claim(id, email, name, fields, 0, message_id(), now)?);
@@ -451,6 +446,17 @@ impl SqliteLedger {
         }
         tx.commit().map_err(|e| self.err(e))?;
         Ok(claimed)
+    }
+
+    /// Marks a row met by a claim as `suppressed`: its address is on the
+    /// suppression list.
+    fn skip_suppressed(&self, id: i64, now: Timestamp) -> Result<(), LedgerError> {
+        self.set_state(
+            id,
+            DeliveryState::Suppressed,
+            Some("on the suppression list"),
+            now,
+        )
     }
 
     /// The first `n` fresh pending rows, each with whether its address is
@@ -512,12 +518,7 @@ impl SqliteLedger {
             .map_err(|e| self.err(e))?;
         match row {
             Some((_, _, _, _, _, true)) => {
-                self.set_state(
-                    id,
-                    DeliveryState::Suppressed,
-                    Some("on the suppression list"),
-                    now,
-                )?;
+                self.skip_suppressed(id, now)?;
                 Ok(None)
             }
             Some((email, name, fields, attempts, earlier_id, false)) => {
