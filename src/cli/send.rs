@@ -225,7 +225,7 @@ fn report_summary(
         log(
             clock,
             &format!(
-                "{slug} variants: {} versions of the issue went out (blocks for some readers)",
+                "{slug} variants: {} versions of the issue went out (one per edition and set of reader-specific blocks)",
                 s.variants
             ),
         );
