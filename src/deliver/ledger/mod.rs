@@ -235,6 +235,21 @@ pub struct SendRecord {
     pub duplicates: u64,
     /// True once every list has been read into the ledger.
     pub imported: bool,
+    /// List rows (recipients and skipped rows, in list order) read into
+    /// the ledger so far: a resumed import starts after them.
+    pub import_rows: u64,
+}
+
+/// Where an import stands after one chunk, recorded in that chunk's
+/// transaction so the rows and the count of them never disagree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportProgress {
+    /// List rows consumed so far, this chunk included.
+    pub rows: u64,
+    /// Invalid rows in this chunk (added to the send's count).
+    pub invalid: u64,
+    /// This is the last chunk: every list has been read.
+    pub done: bool,
 }
 
 /// Counts per state for one send.
@@ -595,6 +610,29 @@ impl Ledger {
         each!(mut self, l => l.import(issue, kind, rows))
     }
 
+    /// Adds one chunk of the lists as pending rows (an address already in
+    /// the send is a duplicate) and records `progress` with them, in one
+    /// transaction: a run killed between chunks resumes after the last one
+    /// committed. Returns how many rows were new.
+    pub fn import_chunk(
+        &mut self,
+        issue: &str,
+        kind: SendKind,
+        rows: &[(Recipient, String)],
+        progress: &ImportProgress,
+    ) -> Result<u64, LedgerError> {
+        each!(mut self, l => l.import_chunk(issue, kind, rows, progress))
+    }
+
+    /// A second connection to the same ledger, for the import thread
+    /// (`None` for an in-memory ledger, which has no second connection).
+    pub fn reopen(&self) -> Result<Option<Self>, LedgerError> {
+        Ok(match &self.0 {
+            Backend::Sqlite(l) => l.reopen()?.map(|l| Self(Backend::Sqlite(l))),
+            Backend::Postgres(l) => Some(Self(Backend::Postgres(l.reopen()?))),
+        })
+    }
+
     /// Claims the next fresh pending row (never tried), marking it
     /// `sending`; suppressed addresses are marked `suppressed` on the way.
     pub fn claim_next(
@@ -874,6 +912,7 @@ pub struct SendRow {
     pub imported: bool,
     pub stop_reason: Option<String>,
     pub boot_id: Option<String>,
+    pub import_rows: i64,
 }
 
 /// One `deliveries` row as stored.
