@@ -743,8 +743,7 @@ fn two_due_runs_started_together_send_each_recipient_once() {
     let said_busy = other.stdout.contains("being sent by another");
     // Or it looked after the first had finished: then it sends nothing and
     // reports no summary.
-    let found_sent =
-        !other.stdout.contains("summary") && !other.stdout.contains("lists read");
+    let found_sent = !other.stdout.contains("summary") && !other.stdout.contains("lists read");
     assert!(
         said_busy || found_sent,
         "the other run must say the issue is being sent elsewhere (or find it sent):\n{both}"

@@ -225,7 +225,10 @@ impl<'p> Scanner<'p> {
                     });
                 }
                 let at = e.position().map_or(start, csv::Position::byte);
-                return Ok(Some(Scanned::Unreadable(at, format!("unreadable row ({e})"))));
+                return Ok(Some(Scanned::Unreadable(
+                    at,
+                    format!("unreadable row ({e})"),
+                )));
             }
         }
         let at = self.record.position().map_or(start, csv::Position::byte);
@@ -480,6 +483,42 @@ mod tests {
             other => panic!("expected a recipient, got {other:?}"),
         }
         assert!(matches!(&rows[2], Row::Recipient(r) if r.name == "Zoë"));
+    }
+
+    #[test]
+    fn check_refuses_what_for_each_stops_on_and_nothing_else() {
+        let late = list("email\na@example.org\nbob@\n\"x\ny\"\nc@example.org\n");
+        assert!(matches!(
+            check(late.path()),
+            Err(ListError::UnclosedQuote { line: 4, .. })
+        ));
+        assert!(matches!(
+            for_each(late.path(), |_| {}),
+            Err(ListError::UnclosedQuote { line: 4, .. })
+        ));
+        // Bad rows are skipped by the send, so the check lets them pass.
+        let bad_rows = list("email\nbob@\n\"a\"b\",\n\nok@example.org\n");
+        assert!(check(bad_rows.path()).is_ok());
+    }
+
+    #[test]
+    fn reading_from_a_row_skips_recipients_and_skipped_rows_not_blank_lines() {
+        let f = list("email\na@example.org\n\nbob@\nc@example.org\nd@example.org\n");
+        let mut rest = Vec::new();
+        let seen = for_each_from(f.path(), 2, |row| {
+            rest.push(row);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(seen, 4);
+        let emails: Vec<_> = rest
+            .iter()
+            .map(|r| match r {
+                Row::Recipient(r) => r.email.as_str(),
+                Row::Skipped(_) => "skipped",
+            })
+            .collect();
+        assert_eq!(emails, ["c@example.org", "d@example.org"]);
     }
 
     #[test]

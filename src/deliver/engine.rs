@@ -31,8 +31,8 @@ use crate::deliver::breaker::{Admit, Breaker};
 use crate::deliver::dkim::Signer;
 use crate::deliver::durable::{Syncer, Ticket};
 use crate::deliver::ledger::{
-    Accepted, Counts, Delivery, DeliveryState, ImportProgress, Ledger, LedgerError, Resumed,
-    SendKind, SendRecord, SendState,
+    Accepted, Counts, Delivery, DeliveryState, ImportProgress, ImportRows, Ledger, LedgerError,
+    Resumed, SendKind, SendRecord, SendState,
 };
 use crate::deliver::message::{Personal, PreparedIssue, VariantMessages};
 use crate::deliver::transport::{Connection, DeliveryError, Transport, outbox_name};
@@ -1237,9 +1237,11 @@ fn import_test(job: &SendJob, config: &Config, ledger: &mut Ledger) -> Result<()
 /// leaves soon after the start.
 const FIRST_CHUNK: usize = 1_000;
 
-/// Rows in every later chunk: a commit per 20,000 rows costs little, and
-/// a worker waits for the write lock about 100 ms at most.
-const CHUNK: usize = 20_000;
+/// Rows in every later chunk. Each commit rewrites the index pages its
+/// rows touched, so larger chunks import faster, while the ledger's memory
+/// grows with them: a million rows took 18.8 s and 54 MB peak in chunks of
+/// 20,000, 14.7 s and 58 MB in 30,000, 10 s and 72 MB in 50,000.
+const CHUNK: usize = 30_000;
 
 /// Where a streamed import starts.
 struct ImportFrom {
@@ -1302,7 +1304,7 @@ struct Chunk<'a> {
     shared: &'a Shared,
     progress: &'a dyn Progress,
     ledger: &'a mut Ledger,
-    rows: Vec<(Recipient, String)>,
+    rows: ImportRows,
     /// List rows consumed, chunks committed and this one.
     consumed: u64,
     /// Invalid rows in this chunk.
@@ -1319,7 +1321,7 @@ impl Chunk<'_> {
         match row {
             Row::Recipient(r) => {
                 let token = self.job.secret.token(list_id, &r.email);
-                self.rows.push((r, token));
+                self.rows.push(&r, &token);
             }
             Row::Skipped(s) => {
                 self.invalid += 1;
@@ -1350,7 +1352,9 @@ impl Chunk<'_> {
             done,
         };
         let (slug, kind) = (&self.job.prepared.slug, self.job.kind);
-        self.total += self.ledger.import_chunk(slug, kind, &self.rows, &progress)?;
+        self.total += self
+            .ledger
+            .import_chunk(slug, kind, &self.rows, &progress)?;
         self.rows.clear();
         self.invalid = 0;
         self.first = false;
@@ -1378,7 +1382,7 @@ fn import_lists(
         shared,
         progress,
         ledger,
-        rows: Vec::with_capacity(FIRST_CHUNK),
+        rows: ImportRows::default(),
         consumed: from.skip,
         invalid: 0,
         total: from.total,

@@ -22,8 +22,9 @@ use jiff::Timestamp;
 use postgres::{Client, NoTls};
 
 use super::{
-    Accepted, Counts, Deferral, Delivery, DeliveryState, Failure, ImportProgress, LedgerError,
-    NewSuppression, PgTarget, Resumed, SendKind, SendRecord, SendState, Suppression, decode_fields, encode_fields,
+    Accepted, Counts, Deferral, Delivery, DeliveryState, Failure, ImportProgress, ImportRows,
+    LedgerError, NewSuppression, PgTarget, Resumed, SendKind, SendRecord, SendState, Suppression,
+    decode_fields, encode_fields,
 };
 use crate::audience::recipient::{Recipient, address_key};
 
@@ -182,7 +183,8 @@ ALTER TABLE sends ADD COLUMN IF NOT EXISTS import_rows BIGINT NOT NULL DEFAULT 0
 /// An open PostgreSQL ledger.
 pub struct PgLedger {
     conn: PgConn,
-    target: PgTarget,
+    /// Where it is, for a second session ([`Self::reopen`]).
+    target: Box<PgTarget>,
     run_id: String,
     schema: String,
 }
@@ -224,7 +226,7 @@ impl PgLedger {
             conn,
             run_id,
             schema: target.schema_name().to_string(),
-            target: target.clone(),
+            target: Box::new(target.clone()),
         })
     }
 
@@ -396,17 +398,12 @@ impl PgLedger {
         &mut self,
         issue: &str,
         kind: SendKind,
-        rows: &[(Recipient, String)],
+        rows: &ImportRows,
         progress: &ImportProgress,
     ) -> Result<u64, LedgerError> {
         let (issue, kind) = (issue.to_string(), kind.as_str());
-        let rows: Vec<[String; 5]> = rows
-            .iter()
-            .map(|(r, token)| {
-                let fields = encode_fields(&r.fields);
-                [address_key(&r.email), r.email.clone(), r.name.clone(), fields, token.clone()]
-            })
-            .collect();
+        // Owned: the rows go to the connection's thread.
+        let rows: Vec<[String; 5]> = rows.iter().map(|row| row.map(str::to_string)).collect();
         let p = *progress;
         self.conn.call(move |c| {
             let mut tx = c.transaction()?;

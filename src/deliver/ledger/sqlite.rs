@@ -8,8 +8,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
     Accepted, Counts, Deferral, Delivery, DeliveryRow, DeliveryState, Dump, Failure,
-    ImportProgress, LedgerError, NewSuppression, Resumed, SendKind, SendRecord, SendRow, SendState, Suppression, boot_id,
-    decode_fields, encode_fields,
+    ImportProgress, ImportRows, LedgerError, NewSuppression, Resumed, SendKind, SendRecord,
+    SendRow, SendState, Suppression, boot_id, decode_fields, encode_fields,
 };
 use crate::audience::recipient::{Recipient, address_key};
 
@@ -374,7 +374,7 @@ impl SqliteLedger {
         &mut self,
         issue: &str,
         kind: SendKind,
-        rows: &[(Recipient, String)],
+        rows: &ImportRows,
         progress: &ImportProgress,
     ) -> Result<u64, LedgerError> {
         let path = self.path.clone();
@@ -397,11 +397,17 @@ impl SqliteLedger {
                      ON CONFLICT (issue, kind, email_key) DO NOTHING",
                 )
                 .map_err(err)?;
-            for (r, token) in rows {
-                let fields = encode_fields(&r.fields);
-                let key = address_key(&r.email);
+            for [key, email, name, fields, token] in rows.iter() {
                 added += stmt
-                    .execute(params![issue, kind.as_str(), key, r.email, r.name, fields, token])
+                    .execute(params![
+                        issue,
+                        kind.as_str(),
+                        key,
+                        email,
+                        name,
+                        fields,
+                        token
+                    ])
                     .map_err(err)? as u64;
             }
         }
