@@ -888,6 +888,7 @@ mod tests {
             invalid: 0,
             duplicates: 0,
             imported: true,
+            import_rows: 0,
         };
         let e = entry(draft.clone(), Some(&done), &c, false).unwrap();
         assert_eq!(e.standing, Standing::Published);

@@ -99,6 +99,29 @@ fn an_unclosed_quote_stops_the_send_before_anything_is_sent() {
     assert_eq!(sent, 0, "nothing may go out from a list read only in part");
 }
 
+/// The list is read into the ledger while the send runs (issue 16), so a
+/// quote left open near the end, long after the first chunk, must still
+/// stop the send before its first message: the lists are checked whole
+/// first.
+#[test]
+fn an_unclosed_quote_near_the_end_of_a_long_list_still_sends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = outbox_config(dir.path(), &[], &[]);
+    let mut csv = String::from("email,name\n");
+    for i in 0..5000 {
+        csv.push_str(&format!("r{i}@example.org,R {i}\n"));
+    }
+    // Line 5002: a field that opens a quote and never closes it.
+    csv.push_str("late@example.org,\"Late\nlast@example.org,Last\n");
+    std::fs::write(dir.path().join("list.csv"), csv).unwrap();
+    let out = briefing(&world.config, &["send", ISSUE, "--yes"]);
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(out.stderr.contains("list.csv:5002:"), "{out}");
+    assert!(out.stderr.contains("nothing was sent"), "{out}");
+    let sent = std::fs::read_dir(&world.outbox).map_or(0, |d| d.count());
+    assert_eq!(sent, 0, "nothing may go out from a list read only in part");
+}
+
 #[test]
 fn config_numbers_out_of_range_are_refused_at_their_line() {
     let dir = tempfile::tempdir().unwrap();

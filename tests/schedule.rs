@@ -735,14 +735,15 @@ fn two_due_runs_started_together_send_each_recipient_once() {
         _ => panic!("expected exactly one run to send all 300:\n{both}"),
     };
     assert!(
-        sender.stdout.contains("300 of 300 recipients to go"),
+        sender
+            .stdout
+            .contains("lists read: 300 recipients in this send"),
         "{both}"
     );
     let said_busy = other.stdout.contains("being sent by another");
     // Or it looked after the first had finished: then it sends nothing and
     // reports no summary.
-    let found_sent =
-        !other.stdout.contains("summary") && !other.stdout.contains("recipients to go");
+    let found_sent = !other.stdout.contains("summary") && !other.stdout.contains("lists read");
     assert!(
         said_busy || found_sent,
         "the other run must say the issue is being sent elsewhere (or find it sent):\n{both}"

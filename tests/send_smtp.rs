@@ -994,6 +994,96 @@ fn connections_reset_after_the_end_of_data_leave_uncertain_rows_resent_on_reques
 }
 
 // ---------------------------------------------------------------------------
+// 6b. SIGKILL while the list is still being read, then resume (issue 16).
+// ---------------------------------------------------------------------------
+
+/// `(imported, import_rows)` of the send, once the ledger has its record.
+fn import_state(ledger: &std::path::Path) -> Option<(bool, i64)> {
+    let c =
+        rusqlite::Connection::open_with_flags(ledger, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .ok()?;
+    c.query_row("SELECT imported, import_rows FROM sends", [], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .ok()
+}
+
+/// The send is killed after the ledger shows part of the list read in
+/// (a chunk committed, `imported` not yet set); the next run reads on
+/// from there: every list row ends up in the ledger once, the counts of
+/// invalid and repeated rows are those of the whole list, and nobody
+/// gets a second message.
+#[test]
+fn a_send_killed_while_reading_its_list_resumes_the_import_where_it_stopped() {
+    const N: usize = 100_000;
+    let server = SmtpServer::start(ServerOptions::new().slow_ms(20));
+    let fx = Fixture::new(&server.url(), 2, 3, "");
+    let mut lines = simple_list(N);
+    // Bad and repeated rows early (read before the kill) and late (after).
+    for at in [500, N - 10] {
+        lines.insert(at, "not-an-address,X,Y".into());
+        lines.insert(at, csv_row(&email(at), "Again", "ACME"));
+    }
+    fx.write_list(&lines);
+
+    let mut child = fx.spawn_send(&[], "killed");
+    // Polled, not slept: the kill must land between two chunks' commits.
+    let seen = loop {
+        if let Some((false, rows)) = import_state(&fx.ledger)
+            && rows > 0
+        {
+            break rows;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "briefing exited ({status}) before a chunk was seen\n{}",
+                fx.spawned_output("killed")
+            );
+        }
+        std::thread::yield_now();
+    };
+    child.kill().expect("SIGKILL");
+    assert_eq!(
+        child.wait().unwrap().code(),
+        None,
+        "{}",
+        fx.spawned_output("killed")
+    );
+    let (imported, at_kill) = import_state(&fx.ledger).unwrap();
+    assert!(
+        !imported,
+        "the import finished before the kill; make the list longer"
+    );
+    assert!(at_kill >= seen && (at_kill as usize) < N + 4, "{at_kill}");
+
+    let out = fx.send(&["--limit", "5"]);
+    assert!(
+        out.stdout
+            .contains(&format!("lists read: {N} recipients in this send")),
+        "{out}"
+    );
+    let (imported, rows) = import_state(&fx.ledger).unwrap();
+    assert_eq!((imported, rows as usize), (true, N + 4));
+    let st = fx.status(ISSUE);
+    assert_eq!(count_of(&st, "total") as usize, N, "{st:#}");
+    let c = rusqlite::Connection::open(&fx.ledger).unwrap();
+    let (invalid, dups, distinct): (i64, i64, i64) = c
+        .query_row(
+            "SELECT invalid, duplicates, (SELECT COUNT(DISTINCT email_key) FROM deliveries) FROM sends",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((invalid, dups, distinct as usize), (2, 2, N));
+    let got = per_rcpt(&server.received());
+    assert!(
+        repeated(&got).is_empty(),
+        "mailed twice: {:?}",
+        repeated(&got)
+    );
+}
+
+// ---------------------------------------------------------------------------
 // 6. SIGKILL mid-send, then resume.
 // ---------------------------------------------------------------------------
 

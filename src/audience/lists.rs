@@ -6,6 +6,7 @@
 //! the others.
 
 use std::fs::File;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use crate::audience::recipient::{Recipient, address_key, check_address};
@@ -128,7 +129,10 @@ fn read_headers(reader: &mut ListReader, path: &Path) -> Result<Vec<String>, Lis
 
 /// Streams every row of a list to `each`, in file order.
 pub fn for_each(path: &Path, mut each: impl FnMut(Row)) -> Result<(), ListError> {
-    for_each_at(path, |row, _| each(row))
+    for_each_at(path, |row, _| {
+        each(row);
+        ControlFlow::Continue(())
+    })
 }
 
 /// Calls `each` with the 1-based line and the `language` of every row
@@ -141,21 +145,77 @@ pub fn for_each_language(path: &Path, mut each: impl FnMut(u64, &str)) -> Result
         {
             each(line, lang);
         }
+        ControlFlow::Continue(())
     })
 }
 
-/// [`for_each`], with the 1-based line each row starts on.
-fn for_each_at(path: &Path, mut each: impl FnMut(Row, u64)) -> Result<(), ListError> {
-    let mut reader = open(path)?;
-    let names = read_headers(&mut reader, path)?;
-    let email_col = names.iter().position(|h| h == "email").unwrap_or(0);
-    let name_col = names.iter().position(|h| h == "name");
-    let mut record = csv::StringRecord::new();
-    let mut lines = LineCounter::open(path)?;
-    loop {
-        let start = reader.position().byte();
-        match reader.read_record(&mut record) {
-            Ok(false) => break,
+/// Reads a whole list for the errors that would stop a send part-way (an
+/// unreadable file or header, a quote never closed), without building its
+/// rows: a send checks every list with it before the first message leaves,
+/// then reads them into the ledger while it sends.
+pub fn check(path: &Path) -> Result<(), ListError> {
+    let mut scanner = Scanner::open(path)?;
+    while scanner.next()?.is_some() {}
+    Ok(())
+}
+
+/// [`for_each`] until `each` breaks, skipping the first `skip` rows (as
+/// [`Row`]s count: recipients and skipped rows, not blank lines), so a
+/// send can resume reading its lists where it stopped. Returns the rows
+/// seen, the skipped ones included.
+pub fn for_each_from(
+    path: &Path,
+    skip: u64,
+    mut each: impl FnMut(Row) -> ControlFlow<()>,
+) -> Result<u64, ListError> {
+    let mut seen = 0u64;
+    for_each_at(path, |row, _| {
+        seen += 1;
+        if seen <= skip {
+            return ControlFlow::Continue(());
+        }
+        each(row)
+    })?;
+    Ok(seen)
+}
+
+/// What the [`Scanner`] found next.
+enum Scanned {
+    /// A record, in the scanner's `record`, starting at this byte.
+    Record(u64),
+    /// A record the CSV reader could not read, at this byte.
+    Unreadable(u64, String),
+}
+
+/// The records of a list with the errors that stop a send raised: one
+/// reader for the send and its pre-scan, so both refuse exactly the same.
+struct Scanner<'p> {
+    path: &'p Path,
+    reader: ListReader,
+    names: Vec<String>,
+    record: csv::StringRecord,
+    lines: LineCounter,
+}
+
+impl<'p> Scanner<'p> {
+    fn open(path: &'p Path) -> Result<Self, ListError> {
+        let mut reader = open(path)?;
+        let names = read_headers(&mut reader, path)?;
+        Ok(Self {
+            path,
+            reader,
+            names,
+            record: csv::StringRecord::new(),
+            lines: LineCounter::open(path)?,
+        })
+    }
+
+    /// The next record, `None` at the end of the list.
+    fn next(&mut self) -> Result<Option<Scanned>, ListError> {
+        let path = self.path;
+        let start = self.reader.position().byte();
+        match self.reader.read_record(&mut self.record) {
+            Ok(false) => return Ok(None),
             Ok(true) => {}
             Err(e) => {
                 if let csv::ErrorKind::Io(io) = e.kind() {
@@ -165,39 +225,63 @@ fn for_each_at(path: &Path, mut each: impl FnMut(Row, u64)) -> Result<(), ListEr
                     });
                 }
                 let at = e.position().map_or(start, csv::Position::byte);
-                let line = lines.line_at(at);
-                each(
-                    Row::Skipped(SkippedRow {
-                        path: path.to_path_buf(),
-                        line,
-                        reason: format!("unreadable row ({e})"),
-                    }),
-                    line,
-                );
-                continue;
+                return Ok(Some(Scanned::Unreadable(
+                    at,
+                    format!("unreadable row ({e})"),
+                )));
             }
         }
-        let at = record.position().map_or(start, csv::Position::byte);
-        if record.iter().any(|f| f.contains(['\n', '\r'])) {
+        let at = self.record.position().map_or(start, csv::Position::byte);
+        if self.record.iter().any(|f| f.contains(['\n', '\r'])) {
             return Err(ListError::UnclosedQuote {
                 path: path.to_path_buf(),
-                line: lines.line_at(at),
+                line: self.lines.line_at(at),
             });
         }
+        Ok(Some(Scanned::Record(at)))
+    }
+}
+
+/// [`for_each`], with the 1-based line each row starts on, until `each`
+/// breaks.
+fn for_each_at(
+    path: &Path,
+    mut each: impl FnMut(Row, u64) -> ControlFlow<()>,
+) -> Result<(), ListError> {
+    let mut s = Scanner::open(path)?;
+    let email_col = s.names.iter().position(|h| h == "email").unwrap_or(0);
+    let name_col = s.names.iter().position(|h| h == "name");
+    while let Some(found) = s.next()? {
+        let at = match found {
+            Scanned::Record(at) => at,
+            Scanned::Unreadable(at, reason) => {
+                let line = s.lines.line_at(at);
+                let skipped = SkippedRow {
+                    path: path.to_path_buf(),
+                    line,
+                    reason,
+                };
+                if each(Row::Skipped(skipped), line).is_break() {
+                    break;
+                }
+                continue;
+            }
+        };
+        let record = &s.record;
         if record.iter().all(str::is_empty) {
             continue;
         }
         let email = record.get(email_col).unwrap_or("").trim().to_string();
-        let line = lines.line_at(at);
+        let line = s.lines.line_at(at);
         if let Err(reason) = check_address(&email) {
-            each(
-                Row::Skipped(SkippedRow {
-                    path: path.to_path_buf(),
-                    line,
-                    reason: reason.to_string(),
-                }),
+            let skipped = SkippedRow {
+                path: path.to_path_buf(),
                 line,
-            );
+                reason: reason.to_string(),
+            };
+            if each(Row::Skipped(skipped), line).is_break() {
+                break;
+            }
             continue;
         }
         // A control character in a name becomes a space, never nothing:
@@ -208,20 +292,21 @@ fn for_each_at(path: &Path, mut each: impl FnMut(Row, u64)) -> Result<(), ListEr
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect::<String>();
-        let fields = names
+        let fields = s
+            .names
             .iter()
             .enumerate()
             .filter(|(i, _)| *i != email_col && Some(*i) != name_col)
             .map(|(i, h)| (h.clone(), record.get(i).unwrap_or("").to_string()))
             .collect();
-        each(
-            Row::Recipient(Recipient {
-                email,
-                name: name.trim().to_string(),
-                fields,
-            }),
-            line,
-        );
+        let r = Recipient {
+            email,
+            name: name.trim().to_string(),
+            fields,
+        };
+        if each(Row::Recipient(r), line).is_break() {
+            break;
+        }
     }
     Ok(())
 }
@@ -398,6 +483,42 @@ mod tests {
             other => panic!("expected a recipient, got {other:?}"),
         }
         assert!(matches!(&rows[2], Row::Recipient(r) if r.name == "Zoë"));
+    }
+
+    #[test]
+    fn check_refuses_what_for_each_stops_on_and_nothing_else() {
+        let late = list("email\na@example.org\nbob@\n\"x\ny\"\nc@example.org\n");
+        assert!(matches!(
+            check(late.path()),
+            Err(ListError::UnclosedQuote { line: 4, .. })
+        ));
+        assert!(matches!(
+            for_each(late.path(), |_| {}),
+            Err(ListError::UnclosedQuote { line: 4, .. })
+        ));
+        // Bad rows are skipped by the send, so the check lets them pass.
+        let bad_rows = list("email\nbob@\n\"a\"b\",\n\nok@example.org\n");
+        assert!(check(bad_rows.path()).is_ok());
+    }
+
+    #[test]
+    fn reading_from_a_row_skips_recipients_and_skipped_rows_not_blank_lines() {
+        let f = list("email\na@example.org\n\nbob@\nc@example.org\nd@example.org\n");
+        let mut rest = Vec::new();
+        let seen = for_each_from(f.path(), 2, |row| {
+            rest.push(row);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(seen, 4);
+        let emails: Vec<_> = rest
+            .iter()
+            .map(|r| match r {
+                Row::Recipient(r) => r.email.as_str(),
+                Row::Skipped(_) => "skipped",
+            })
+            .collect();
+        assert_eq!(emails, ["c@example.org", "d@example.org"]);
     }
 
     #[test]

@@ -90,12 +90,30 @@ impl Progress for Reporter {
             | Event::Recovered(_)
             | Event::Deferred { .. }
             | Event::Lost { .. } => self.resilience_event(e),
-            Event::Started { pending, total } => {
+            Event::Started { pending, total, importing } => {
                 if let Some(b) = &self.bar {
                     b.set_length(*total);
                     b.set_position(total - pending);
                 }
-                self.line(&format!("{pending} of {total} recipients to go"));
+                // The total is not known until the lists are read: say so,
+                // and give it when it is (Imported).
+                if *importing && *total == 0 {
+                    self.line("reading the lists into the ledger while sending");
+                } else if *importing {
+                    self.line(&format!(
+                        "{pending} of {total} recipients read so far to go; reading the rest of the lists while sending"
+                    ));
+                } else {
+                    self.line(&format!("{pending} of {total} recipients to go"));
+                }
+            }
+            Event::Imported { total, done } => {
+                if let Some(b) = &self.bar {
+                    b.set_length(*total);
+                }
+                if *done {
+                    self.line(&format!("lists read: {total} recipients in this send"));
+                }
             }
             Event::Delivered => {
                 let n = self.delivered.fetch_add(1, Ordering::Relaxed) + 1;

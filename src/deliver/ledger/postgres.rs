@@ -22,8 +22,9 @@ use jiff::Timestamp;
 use postgres::{Client, NoTls};
 
 use super::{
-    Accepted, Counts, Deferral, Delivery, DeliveryState, Failure, LedgerError, NewSuppression,
-    PgTarget, Resumed, SendKind, SendRecord, SendState, Suppression, decode_fields, encode_fields,
+    Accepted, Counts, Deferral, Delivery, DeliveryState, Failure, ImportProgress, ImportRows,
+    LedgerError, NewSuppression, PgTarget, Resumed, SendKind, SendRecord, SendState, Suppression,
+    decode_fields, encode_fields,
 };
 use crate::audience::recipient::{Recipient, address_key};
 
@@ -128,7 +129,9 @@ fn quote_ident(name: &str) -> String {
 }
 
 /// The schema; `imported` is a boolean here, and every column SQLite got
-/// by migration is there from the start.
+/// by its first migration is there from the start. Columns added later
+/// come as `ADD COLUMN IF NOT EXISTS` at the end, so a database an older
+/// briefing created gains them on open, as SQLite's migrations do.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sends (
     issue TEXT NOT NULL,
@@ -174,11 +177,14 @@ CREATE TABLE IF NOT EXISTS suppressions (
     source TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
+ALTER TABLE sends ADD COLUMN IF NOT EXISTS import_rows BIGINT NOT NULL DEFAULT 0;
 ";
 
 /// An open PostgreSQL ledger.
 pub struct PgLedger {
     conn: PgConn,
+    /// Where it is, for a second session ([`Self::reopen`]).
+    target: Box<PgTarget>,
     run_id: String,
     schema: String,
 }
@@ -220,7 +226,13 @@ impl PgLedger {
             conn,
             run_id,
             schema: target.schema_name().to_string(),
+            target: Box::new(target.clone()),
         })
+    }
+
+    /// Another session on the same database, for another thread.
+    pub fn reopen(&self) -> Result<Self, LedgerError> {
+        Self::open(&self.target)
     }
 
     /// Runs one statement with text parameters; returns the rows changed.
@@ -243,7 +255,8 @@ impl PgLedger {
         let (issue, kind) = (issue.to_string(), kind.as_str());
         self.conn.call(move |c| {
             let row = c.query_opt(
-                "SELECT issue, kind, state, subject, started_at, finished_at, invalid, duplicates, imported
+                "SELECT issue, kind, state, subject, started_at, finished_at, invalid, duplicates, imported,
+                        import_rows
                  FROM sends WHERE issue = $1 AND kind = $2",
                 &[&issue, &kind],
             )?;
@@ -257,6 +270,7 @@ impl PgLedger {
                 invalid: count(r.get(6)),
                 duplicates: count(r.get(7)),
                 imported: r.get(8),
+                import_rows: count(r.get(9)),
             }))
         })
     }
@@ -375,6 +389,42 @@ impl PgLedger {
             let _ = self.conn.call(|c| c.batch_execute("ROLLBACK"));
         }
         result
+    }
+
+    /// Adds one chunk of a list as pending rows and records the import's
+    /// progress, in one transaction and one trip to the connection's
+    /// thread; returns how many rows were new.
+    pub fn import_chunk(
+        &mut self,
+        issue: &str,
+        kind: SendKind,
+        rows: &ImportRows,
+        progress: &ImportProgress,
+    ) -> Result<u64, LedgerError> {
+        let (issue, kind) = (issue.to_string(), kind.as_str());
+        // Owned: the rows go to the connection's thread.
+        let rows: Vec<[String; 5]> = rows.iter().map(|row| row.map(str::to_string)).collect();
+        let p = *progress;
+        self.conn.call(move |c| {
+            let mut tx = c.transaction()?;
+            let stmt = tx.prepare(
+                "INSERT INTO deliveries (issue, kind, email_key, email, name, fields, state, token)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7)
+                 ON CONFLICT (issue, kind, email_key) DO NOTHING",
+            )?;
+            let mut added = 0;
+            for [key, email, name, fields, token] in &rows {
+                added += tx.execute(&stmt, &[&issue, &kind, key, email, name, fields, token])?;
+            }
+            let duplicates = rows.len() as u64 - added;
+            tx.execute(
+                "UPDATE sends SET import_rows = $3, invalid = invalid + $4, duplicates = duplicates + $5,
+                   imported = $6 WHERE issue = $1 AND kind = $2",
+                &[&issue, &kind, &(p.rows as i64), &(p.invalid as i64), &(duplicates as i64), &p.done],
+            )?;
+            tx.commit()?;
+            Ok(added)
+        })
     }
 
     /// Claims the next fresh pending row (never tried); rows other hosts
@@ -884,9 +934,10 @@ impl PgLedger {
             for s in &dump.sends {
                 tx.execute(
                     "INSERT INTO sends (issue, kind, state, subject, started_at, finished_at, invalid, duplicates,
-                       imported, stop_reason, boot_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                       imported, stop_reason, boot_id, import_rows)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                     &[&s.issue, &s.kind, &s.state, &s.subject, &s.started_at, &s.finished_at, &s.invalid,
-                      &s.duplicates, &s.imported, &s.stop_reason, &s.boot_id],
+                      &s.duplicates, &s.imported, &s.stop_reason, &s.boot_id, &s.import_rows],
                 )?;
             }
             let stmt = tx.prepare(

@@ -7,9 +7,9 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    Accepted, Counts, Deferral, Delivery, DeliveryRow, DeliveryState, Dump, Failure, LedgerError,
-    NewSuppression, Resumed, SendKind, SendRecord, SendRow, SendState, Suppression, boot_id,
-    decode_fields, encode_fields,
+    Accepted, Counts, Deferral, Delivery, DeliveryRow, DeliveryState, Dump, Failure,
+    ImportProgress, ImportRows, LedgerError, NewSuppression, Resumed, SendKind, SendRecord,
+    SendRow, SendState, Suppression, boot_id, decode_fields, encode_fields,
 };
 use crate::audience::recipient::{Recipient, address_key};
 
@@ -116,6 +116,11 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE sends ADD COLUMN stop_reason TEXT;
      ALTER TABLE sends ADD COLUMN boot_id TEXT;
      UPDATE deliveries SET data_at = COALESCE(updated_at, 'before the upgrade') WHERE state = 'sending';",
+    // 2: a send reads its lists into the ledger in chunks while it sends;
+    // how many list rows the committed chunks consumed, so a run killed
+    // part-way resumes after them. Older ledgers imported in one
+    // transaction: `imported = 0` there means no rows, so 0 is right.
+    "ALTER TABLE sends ADD COLUMN import_rows INTEGER NOT NULL DEFAULT 0;",
 ];
 
 impl SqliteLedger {
@@ -211,7 +216,8 @@ impl SqliteLedger {
     ) -> Result<Option<SendRecord>, LedgerError> {
         self.conn
             .query_row(
-                "SELECT issue, kind, state, subject, started_at, finished_at, invalid, duplicates, imported
+                "SELECT issue, kind, state, subject, started_at, finished_at, invalid, duplicates, imported,
+                        import_rows
                  FROM sends WHERE issue = ?1 AND kind = ?2",
                 params![issue, kind.as_str()],
                 |r| {
@@ -225,6 +231,7 @@ impl SqliteLedger {
                         invalid: r.get::<_, i64>(6)?.unsigned_abs(),
                         duplicates: r.get::<_, i64>(7)?.unsigned_abs(),
                         imported: r.get::<_, i64>(8)? != 0,
+                        import_rows: r.get::<_, i64>(9)?.unsigned_abs(),
                     })
                 },
             )
@@ -391,6 +398,77 @@ impl SqliteLedger {
         .map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(())
+    }
+
+    /// Adds one chunk of a list as pending rows and records the import's
+    /// progress with them, in one transaction (see
+    /// [`super::Ledger::import_chunk`]); returns how many rows were new.
+    pub fn import_chunk(
+        &mut self,
+        issue: &str,
+        kind: SendKind,
+        rows: &ImportRows,
+        progress: &ImportProgress,
+    ) -> Result<u64, LedgerError> {
+        let path = self.path.clone();
+        let err = |source| LedgerError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        // IMMEDIATE: the write lock up front, so a worker's claim cannot
+        // turn this transaction's upgrade into SQLITE_BUSY half-way.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let mut added = 0u64;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO deliveries (issue, kind, email_key, email, name, fields, state, token)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)
+                     ON CONFLICT (issue, kind, email_key) DO NOTHING",
+                )
+                .map_err(err)?;
+            for [key, email, name, fields, token] in rows.iter() {
+                added += stmt
+                    .execute(params![
+                        issue,
+                        kind.as_str(),
+                        key,
+                        email,
+                        name,
+                        fields,
+                        token
+                    ])
+                    .map_err(err)? as u64;
+            }
+        }
+        let duplicates = rows.len() as u64 - added;
+        tx.execute(
+            "UPDATE sends SET import_rows = ?3, invalid = invalid + ?4, duplicates = duplicates + ?5,
+               imported = ?6 WHERE issue = ?1 AND kind = ?2",
+            params![
+                issue,
+                kind.as_str(),
+                progress.rows as i64,
+                progress.invalid as i64,
+                duplicates as i64,
+                progress.done
+            ],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(added)
+    }
+
+    /// Another connection to the same file (`None` for one in memory),
+    /// for a thread of its own.
+    pub fn reopen(&self) -> Result<Option<Self>, LedgerError> {
+        if self.path == ":memory:" {
+            return Ok(None);
+        }
+        Self::open(Path::new(&self.path)).map(Some)
     }
 
     /// Claims the next fresh pending row (never tried), marking it
@@ -1122,7 +1200,7 @@ impl SqliteLedger {
             let mut out = Dump::default();
             let mut s = tx.prepare(
                 "SELECT issue, kind, state, subject, started_at, finished_at, invalid, duplicates, imported,
-                        stop_reason, boot_id FROM sends ORDER BY started_at",
+                        stop_reason, boot_id, import_rows FROM sends ORDER BY started_at",
             )?;
             out.sends = s
                 .query_map([], |r| {
@@ -1138,6 +1216,7 @@ impl SqliteLedger {
                         imported: r.get::<_, i64>(8)? != 0,
                         stop_reason: r.get(9)?,
                         boot_id: r.get(10)?,
+                        import_rows: r.get(11)?,
                     })
                 })?
                 .collect::<Result<_, _>>()?;
