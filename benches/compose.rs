@@ -7,10 +7,6 @@
 use std::path::Path;
 use std::time::{Instant, SystemTime};
 
-// The same allocator as the binary, so the figures match what `send` does.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use briefing::audience::recipient::Recipient;
 use briefing::audience::token::Secret;
 use briefing::config::Config;
