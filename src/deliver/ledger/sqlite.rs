@@ -46,6 +46,13 @@ impl Drop for HotTx<'_> {
     }
 }
 
+/// Adds one recipient to a send as pending; an address already in the
+/// send is left alone (a duplicate).
+const INSERT_RECIPIENT: &str =
+    "INSERT INTO deliveries (issue, kind, email_key, email, name, fields, state, token)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)
+     ON CONFLICT (issue, kind, email_key) DO NOTHING";
+
 /// A fresh pending row as a claim reads it.
 struct FreshRow {
     id: i64,
@@ -367,13 +374,7 @@ impl SqliteLedger {
         };
         let tx = self.conn.transaction().map_err(err)?;
         let (invalid, duplicates) = {
-            let mut stmt = tx
-                .prepare(
-                    "INSERT INTO deliveries (issue, kind, email_key, email, name, fields, state, token)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)
-                     ON CONFLICT (issue, kind, email_key) DO NOTHING",
-                )
-                .map_err(err)?;
+            let mut stmt = tx.prepare(INSERT_RECIPIENT).map_err(err)?;
             let mut add = |r: &Recipient, token: &str| -> Result<bool, LedgerError> {
                 let fields = encode_fields(&r.fields);
                 let n = stmt
@@ -423,13 +424,7 @@ impl SqliteLedger {
             .map_err(err)?;
         let mut added = 0u64;
         {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO deliveries (issue, kind, email_key, email, name, fields, state, token)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)
-                     ON CONFLICT (issue, kind, email_key) DO NOTHING",
-                )
-                .map_err(err)?;
+            let mut stmt = tx.prepare_cached(INSERT_RECIPIENT).map_err(err)?;
             for [key, email, name, fields, token] in rows.iter() {
                 added += stmt
                     .execute(params![
