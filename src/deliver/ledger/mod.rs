@@ -4,7 +4,8 @@
 //!
 //! A row is marked `sending` (committed) before its SMTP transaction starts,
 //! gets an end-of-data mark (`data_at`) just before the message's final `.`
-//! is written, and is marked `sent` after the server's 250. A send killed at
+//! is written, and is marked `sent` after the server's 250 (in the next
+//! commit a worker makes anyway: see [`Accepted`]). A send killed at
 //! any point can be resumed without mailing anyone twice: rows found
 //! `sending` with the mark are `uncertain` (reported, resent only on
 //! request); rows without it never reached the server's point of delivery
